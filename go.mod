@@ -5,7 +5,9 @@ go 1.26.0
 require (
 	filippo.io/bigmod v0.1.0
 	github.com/BurntSushi/toml v1.6.0
+	github.com/foxboron/go-tpm-keyfiles v0.0.0-20260902202739-8c9c2d1005f4
 	github.com/google/go-cmp v0.7.0
+	github.com/google/go-tpm v0.9.9-0.20260124013517-8f8f42cba0de
 	github.com/mdlayher/genetlink v1.4.0
 	github.com/mdlayher/netlink v1.11.2
 	golang.org/x/crypto v0.58.0
@@ -13,8 +15,6 @@ require (
 )
 
 require (
-	github.com/foxboron/go-tpm-keyfiles v0.0.0-20260902202739-8c9c2d1005f4 // indirect
-	github.com/google/go-tpm v0.9.9-0.20260124013517-8f8f42cba0de // indirect
 	github.com/mdlayher/socket v0.6.0 // indirect
 	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sync v0.20.0 // indirect
