@@ -1,0 +1,50 @@
+package handshake
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"syscall"
+
+	"github.com/tlshd-go/tlshd-go/handshake/ktls"
+	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+)
+
+var (
+	// errNoKey: the request's credentials are missing or unreadable.
+	errNoKey = errors.New("no usable key")
+	// errPolicy: the policy refuses the request.
+	errPolicy = errors.New("policy")
+	// errUnsupported: a socket or mode this daemon cannot serve.
+	errUnsupported = errors.New("not supported")
+)
+
+// doneStatus maps why a request failed to the status DONE reports, which
+// the kernel consumers act on (kernel-interfaces.md 1.9, docs/design.md).
+func doneStatus(err error) syscall.Errno {
+	var alert *tls13.AlertError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errNoKey):
+		return syscall.ENOKEY
+	case errors.Is(err, errPolicy):
+		return syscall.EACCES
+	case errors.Is(err, errUnsupported), errors.Is(err, ktls.ErrULPUnsupported):
+		return syscall.EOPNOTSUPP
+	case errors.As(err, &alert) && alert.Alert == tls13.AlertUnknownPSKIdentity:
+		// Sent (the client offered no identity we hold) or received (the
+		// server holds none of ours).
+		return syscall.EKEYREJECTED
+	case errors.As(err, &alert) && !alert.Received && alert.Alert == tls13.AlertInternalError:
+		return syscall.EIO
+	case errors.As(err, &alert):
+		return syscall.EACCES
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		// The peer hung up or took too long: ask the consumer to retry.
+		return syscall.ETIMEDOUT
+	}
+	return syscall.EIO
+}
