@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tlshd-go/tlshd-go/config"
+	"github.com/tlshd-go/tlshd-go/handshake/certs"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
 )
@@ -73,8 +74,9 @@ type Daemon struct {
 	// with.
 	Policy func() *config.Policy
 	Log    *slog.Logger
-	// X509 loads certificates; nil disables x509 and UNAUTH requests.
-	X509 X509Loader
+	// OpenTPMKey opens a private key file in TPM form ("TSS2 PRIVATE
+	// KEY" PEM) as a signer whose key stays in the TPM; nil means no TPM.
+	OpenTPMKey certs.KeyOpener
 	// Now is the clock for certificate checks; nil means time.Now.
 	Now func() time.Time
 

@@ -2,19 +2,154 @@ package handshake
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 
 	"github.com/tlshd-go/tlshd-go/config"
+	"github.com/tlshd-go/tlshd-go/handshake/certs"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
+	"github.com/tlshd-go/tlshd-go/handshake/stdtls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
 
-// X509Loader opens what x509 handshakes need beyond the policy's files:
-// TPM-resident private keys.
-type X509Loader interface{}
+// peerAuthenticated is the REMOTE_AUTH a server reports for a client that
+// presented a verified certificate; NFSD only tests it for non-zero (as
+// ktls-utils 1.3 does, a constant rather than a key per certificate).
+const peerAuthenticated int32 = -1 // 0xFFFFFFFF on the wire
 
-// x509Handshake runs an x509 or UNAUTH handshake through crypto/tls.
+// x509Handshake runs an x509 handshake, or an UNAUTH one (a client that
+// verifies the server and presents nothing), through crypto/tls.
 func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, req genl.Request, o *outcome, settings *config.Settings) (*tls13.Session, error) {
-	return nil, fmt.Errorf("%w: x509 handshakes are not wired yet", errUnsupported)
+	x := settings.X509
+	roots, err := certs.LoadRoots(x.TrustAnchors...)
+	if err != nil {
+		return nil, err
+	}
+	crls, err := certs.LoadCRLs(x.CRLs...)
+	if err != nil {
+		return nil, err
+	}
+	names, err := certs.ParseNamePolicy(allowedNames(x.AllowedNames)...)
+	if err != nil {
+		return nil, err
+	}
+
+	var own *tls.Certificate
+	if req.Auth == genl.X509 || o.role == config.Server {
+		c, err := d.credential(req, x)
+		if err != nil {
+			return nil, err
+		}
+		defer certs.CloseKey(c)
+		own = &c
+	}
+
+	if o.role == config.Client {
+		opts := certs.ClientOptions{
+			Certificate:          own,
+			Roots:                roots,
+			PeerName:             req.PeerName,
+			PeerAddr:             o.peer.Addr(),
+			CRLs:                 crls,
+			RequireServerAuthEKU: x.RequireEKU,
+			AllowedNames:         names,
+			Time:                 d.Now,
+			SkipNameCheck:        !x.VerifyPeerName,
+		}
+		cfg, err := certs.ClientConfig(opts)
+		if err != nil {
+			return nil, err
+		}
+		s, err := stdtls.Client(ctx, conn, cfg)
+		if err != nil {
+			return nil, err
+		}
+		o.identity = certSubject(s)
+		// The SunRPC client does not read a peer id; report none.
+		return s, nil
+	}
+
+	clientAuth := map[config.ClientCertMode]certs.ClientAuth{
+		config.ClientCertNone:     certs.ClientAuthNone,
+		config.ClientCertOptional: certs.ClientAuthOptional,
+		config.ClientCertRequired: certs.ClientAuthRequired,
+	}[x.ClientCertificate]
+	cfg, err := certs.ServerConfig(certs.ServerOptions{
+		Certificates:         []tls.Certificate{*own},
+		ClientAuth:           clientAuth,
+		Roots:                roots,
+		RequireClientAuthEKU: x.RequireEKU,
+		AllowedNames:         names,
+		CRLs:                 crls,
+		Time:                 d.Now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s, err := stdtls.Server(ctx, conn, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.PeerCertificates) > 0 {
+		// A certificate that did not verify fails the handshake; one that
+		// is here verified: mutual TLS.
+		o.remoteAuth = []int32{peerAuthenticated}
+		o.identity = certSubject(s)
+	}
+	return s, nil
+}
+
+// credential is this side's certificate: the one the kernel names by key
+// serials (DER payloads), else the policy's files. None at all is ENOKEY.
+func (d *Daemon) credential(req genl.Request, x config.X509) (tls.Certificate, error) {
+	for _, pair := range req.Certificates {
+		if pair.Cert == 0 || pair.PrivKey == 0 {
+			continue
+		}
+		cert, err := d.Keyring.Read(pair.Cert)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("%w: reading certificate key %d: %w", errNoKey, pair.Cert, err)
+		}
+		key, err := d.Keyring.Read(pair.PrivKey)
+		if err != nil {
+			return tls.Certificate{}, fmt.Errorf("%w: reading private key %d: %w", errNoKey, pair.PrivKey, err)
+		}
+		defer clear(key)
+		return certs.FromDER(cert, key)
+	}
+	if x.Certificate == "" {
+		return tls.Certificate{}, fmt.Errorf("%w: no certificate in the request or the policy", errNoKey)
+	}
+	var opener certs.KeyOpener
+	if d.OpenTPMKey != nil {
+		opener = d.OpenTPMKey
+	}
+	c, err := certs.LoadFiles(x.Certificate, x.PrivateKey, opener)
+	if errors.Is(err, certs.ErrNoKeyOpener) {
+		return c, fmt.Errorf("%w: %w", errNoKey, err)
+	}
+	return c, err
+}
+
+func allowedNames(a config.AllowedNames) []string {
+	out := make([]string, len(a))
+	for i, n := range a {
+		out[i] = n.String()
+	}
+	return out
+}
+
+func certSubject(s *tls13.Session) string {
+	if len(s.VerifiedChains) > 0 && len(s.VerifiedChains[0]) > 0 {
+		return s.VerifiedChains[0][0].Subject.String()
+	}
+	if len(s.PeerCertificates) > 0 {
+		if c, err := x509.ParseCertificate(s.PeerCertificates[0]); err == nil {
+			return c.Subject.String()
+		}
+	}
+	return ""
 }

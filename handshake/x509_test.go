@@ -1,0 +1,205 @@
+package handshake
+
+import (
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
+	"github.com/tlshd-go/tlshd-go/handshake/genl"
+	"github.com/tlshd-go/tlshd-go/handshake/genl/fakekernel"
+	"github.com/tlshd-go/tlshd-go/handshake/ktls"
+)
+
+// pki is a CA with a server certificate for nfs.example.com and a client
+// certificate, written to files a policy can name.
+type pki struct {
+	dir                      string
+	ca                       *certstest.CA
+	server, client           *certstest.Leaf
+	caFile, srvCert, srvKey  string
+	cliCert, cliKey, otherCA string
+	revokedCert, revokedKey  string
+	crl                      string
+}
+
+func newPKI(t *testing.T) *pki {
+	t.Helper()
+	dir := t.TempDir()
+	p := &pki{dir: dir, ca: certstest.NewCA(t, certstest.ECDSAP256, "test CA")}
+	p.server = p.ca.Leaf(t, certstest.ECDSAP256, certstest.DNS("nfs.example.com"), certstest.IPs("127.0.0.1"),
+		certstest.EKU(x509.ExtKeyUsageServerAuth))
+	p.client = p.ca.Leaf(t, certstest.Ed25519, certstest.CN("client"), certstest.DNS("client.example.com"),
+		certstest.EKU(x509.ExtKeyUsageClientAuth))
+	revoked := p.ca.Leaf(t, certstest.ECDSAP256, certstest.CN("revoked"), certstest.DNS("revoked.example.com"))
+	write := func(name string, data []byte) string { return certstest.WriteFile(t, dir, name, data) }
+	p.caFile = write("ca.pem", certstest.CertPEM(p.ca.Cert))
+	p.srvCert = write("server.pem", certstest.CertPEM(p.server.Chain()...))
+	p.srvKey = write("server.key", certstest.KeyPEM(t, p.server.Key))
+	p.cliCert = write("client.pem", certstest.CertPEM(p.client.Chain()...))
+	p.cliKey = write("client.key", certstest.KeyPEM(t, p.client.Key))
+	p.revokedCert = write("revoked.pem", certstest.CertPEM(revoked.Chain()...))
+	p.revokedKey = write("revoked.key", certstest.KeyPEM(t, revoked.Key))
+	p.crl = write("ca.crl", certstest.CRLPEM(p.ca.CRL(t, revoked.Cert)))
+	other := certstest.NewCA(t, certstest.ECDSAP256, "other CA")
+	p.otherCA = write("other.pem", certstest.CertPEM(other.Cert))
+	return p
+}
+
+// policy renders a policy naming the PKI's files, with the client's
+// default credential.
+func (p *pki) policy(clientExtra, serverExtra string) string {
+	return p.policyWith(p.cliCert, p.cliKey, clientExtra, serverExtra)
+}
+
+func (p *pki) policyWith(cliCert, cliKey, clientExtra, serverExtra string) string {
+	return fmt.Sprintf(`
+[client.x509]
+trust_anchors = [%q]
+certificate = %q
+private_key = %q
+%s
+
+[server.x509]
+trust_anchors = [%q]
+certificate = %q
+private_key = %q
+crl = [%q]
+%s
+`, p.caFile, cliCert, cliKey, clientExtra, p.caFile, p.srvCert, p.srvKey, p.crl, serverExtra)
+}
+
+// x509Pair hands both ends of one connection to the daemon: the NFS
+// client and server in one host.
+func x509Pair(t *testing.T, td *testDaemon, client, server fakekernel.Params) (fakekernel.Result, fakekernel.Result, int, int) {
+	t.Helper()
+	cli, srvConn := socketPair(t)
+	srv, err := srvConn.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	pc := td.fk.Submit(int(cli.Fd()), client)
+	ps := td.fk.Submit(int(srv.Fd()), server)
+	return wait(t, pc), wait(t, ps), pc.FD(), ps.FD()
+}
+
+func TestX509(t *testing.T) {
+	p := newPKI(t)
+	unauth := fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth, PeerName: "nfs.example.com"}
+	mtls := fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.X509, PeerName: "nfs.example.com"}
+	server := fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.X509}
+
+	t.Run("xprtsec=tls", func(t *testing.T) {
+		td := newTestDaemon(t, p.policy("", ""))
+		td.start()
+		rc, rs, fc, fs := x509Pair(t, td, unauth, server)
+		if rc.Status != 0 || rs.Status != 0 {
+			t.Fatalf("client %+v server %+v\n%s", rc, rs, td.logs)
+		}
+		if len(rs.RemoteAuth) != 0 {
+			t.Errorf("server reported peer id %v without a client certificate", rs.RemoteAuth)
+		}
+		ctx, _ := ktls.ParseCryptoInfo(td.inst.txInfo(fc))
+		srx, _ := ktls.ParseCryptoInfo(td.inst.rxInfo(fs))
+		if string(ctx.Key) != string(srx.Key) || ctx.Seq != 0 || srx.Seq != 0 {
+			t.Errorf("client TX %+v, server RX %+v", ctx, srx)
+		}
+	})
+	t.Run("xprtsec=mtls", func(t *testing.T) {
+		td := newTestDaemon(t, p.policy("", `client_certificate = "required"`))
+		td.start()
+		rc, rs, _, _ := x509Pair(t, td, mtls, server)
+		if rc.Status != 0 || rs.Status != 0 {
+			t.Fatalf("client %+v server %+v\n%s", rc, rs, td.logs)
+		}
+		if len(rs.RemoteAuth) != 1 || rs.RemoteAuth[0] == 0 {
+			t.Errorf("server REMOTE_AUTH %v, want a non-zero peer id for NFSD", rs.RemoteAuth)
+		}
+	})
+	t.Run("credentials from the keyring", func(t *testing.T) {
+		td := newTestDaemon(t, p.policy("", `client_certificate = "required"`))
+		// DER payloads, as the kernel names them by serial.
+		td.keys.add(31, "cert", p.client.Cert.Raw)
+		keyDER, err := x509.MarshalPKCS8PrivateKey(p.client.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		td.keys.add(32, "key", keyDER)
+		// A policy without client files: only the keyring can supply it.
+		td.policy.Store(mustPolicy(t, fmt.Sprintf("[client.x509]\ntrust_anchors = [%q]\n", p.caFile)+
+			fmt.Sprintf("[server.x509]\ntrust_anchors = [%q]\ncertificate = %q\nprivate_key = %q\nclient_certificate = \"required\"\n",
+				p.caFile, p.srvCert, p.srvKey)))
+		td.start()
+		withCert := mtls
+		withCert.Certificates = []genl.CertPair{{Cert: 31, PrivKey: 32}}
+		rc, rs, _, _ := x509Pair(t, td, withCert, server)
+		if rc.Status != 0 || rs.Status != 0 || len(rs.RemoteAuth) != 1 {
+			t.Fatalf("client %+v server %+v\n%s", rc, rs, td.logs)
+		}
+	})
+
+	refusals := []struct {
+		name                 string
+		clientX, serverX     string
+		client               fakekernel.Params
+		revoked              bool
+		wantClient, wantServ syscall.Errno
+	}{
+		{"wrong server name", "", "", fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth, PeerName: "other.example.com"},
+			false, syscall.EACCES, syscall.EACCES},
+		{"untrusted server", "", "", unauth, false, syscall.EACCES, syscall.EACCES},
+		// TLS 1.3: the client finishes first, so only the server fails;
+		// the client learns it from the alert in the kTLS stream.
+		{"mtls export, no client certificate", "", `client_certificate = "required"`, unauth,
+			false, 0, syscall.EACCES},
+		{"revoked client certificate", "", `client_certificate = "required"`, mtls,
+			true, 0, syscall.EACCES},
+		{"client name not allowed", "", `allowed_names = ["*.trusted.example.com"]`, mtls,
+			false, 0, syscall.EACCES},
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name, func(t *testing.T) {
+			cert, key := p.cliCert, p.cliKey
+			if tc.revoked {
+				cert, key = p.revokedCert, p.revokedKey
+			}
+			policy := p.policyWith(cert, key, tc.clientX, tc.serverX)
+			if tc.name == "untrusted server" {
+				policy = strings.Replace(policy, p.caFile, p.otherCA, 1) // the client's anchors
+			}
+			td := newTestDaemon(t, policy)
+			td.start()
+			rc, rs, _, _ := x509Pair(t, td, tc.client, server)
+			if rc.Status != tc.wantClient || rs.Status != tc.wantServ {
+				t.Errorf("client %v server %v, want %v %v\n%s", rc.Status, rs.Status, tc.wantClient, tc.wantServ, td.logs)
+			}
+		})
+	}
+
+	t.Run("no server certificate", func(t *testing.T) {
+		td := newTestDaemon(t, "")
+		td.start()
+		consumer, _ := socketPair(t)
+		r := wait(t, td.fk.Submit(int(consumer.Fd()), server))
+		if r.Status != syscall.ENOKEY {
+			t.Errorf("status %v, want ENOKEY", r.Status)
+		}
+	})
+	t.Run("unreadable certificate file", func(t *testing.T) {
+		os.WriteFile(filepath.Join(p.dir, "broken.pem"), []byte("not PEM"), 0o600)
+		td := newTestDaemon(t, fmt.Sprintf("[server.x509]\ncertificate = %q\nprivate_key = %q\n",
+			filepath.Join(p.dir, "broken.pem"), p.srvKey))
+		td.start()
+		consumer, _ := socketPair(t)
+		r := wait(t, td.fk.Submit(int(consumer.Fd()), server))
+		if r.Status != syscall.EIO {
+			t.Errorf("status %v, want EIO", r.Status)
+		}
+	})
+}
