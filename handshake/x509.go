@@ -32,7 +32,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, req genl.Requ
 	if err != nil {
 		return nil, err
 	}
-	names, err := certs.ParseNamePolicy(allowedNames(x.AllowedNames)...)
+	names, err := certs.ParseNamePolicy(x.AllowedNames.Strings()...)
 	if err != nil {
 		return nil, err
 	}
@@ -132,14 +132,6 @@ func (d *Daemon) credential(req genl.Request, x config.X509) (tls.Certificate, e
 		return c, fmt.Errorf("%w: %w", errNoKey, err)
 	}
 	return c, err
-}
-
-func allowedNames(a config.AllowedNames) []string {
-	out := make([]string, len(a))
-	for i, n := range a {
-		out[i] = n.String()
-	}
-	return out
 }
 
 func certSubject(s *tls13.Session) string {

@@ -108,13 +108,19 @@ func parsePattern(kind NameKind, v string) (NamePattern, error) {
 	switch kind {
 	case NameDNS:
 		d, err := normalizeDNS(v, true)
+		if err != nil && strings.Contains(v, ":") {
+			return NamePattern{}, fmt.Errorf("%w (write \"uri:%s\" for a URI)", err, v)
+		}
 		return NamePattern{Kind: NameDNS, Value: d}, err
 	case NameIP, NameCIDR:
 		if pfx, err := netip.ParsePrefix(v); err == nil {
 			if pfx.Addr().Zone() != "" {
 				return NamePattern{}, errors.New("zones are not allowed")
 			}
-			pfx = pfx.Masked()
+			if m := pfx.Masked(); m != pfx {
+				// Most likely a typo: refuse rather than guess.
+				return NamePattern{}, fmt.Errorf("address prefix has host bits set (did you mean %s?)", m)
+			}
 			if pfx.Addr().Is4In6() && pfx.Bits() >= 96 {
 				pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
 			}

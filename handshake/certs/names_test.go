@@ -17,7 +17,7 @@ func TestParseNamePattern(t *testing.T) {
 		{"192.0.2.7", "ip:192.0.2.7"},
 		{"::ffff:192.0.2.7", "ip:192.0.2.7"},
 		{"2001:DB8::1", "ip:2001:db8::1"},
-		{"192.0.2.77/24", "cidr:192.0.2.0/24"},
+		{"192.0.2.0/24", "cidr:192.0.2.0/24"},
 		{"ip:10.0.0.0/8", "cidr:10.0.0.0/8"},
 		{"::ffff:10.0.0.0/104", "cidr:10.0.0.0/8"},
 		{"spiffe://example.org/ns/nfs/*", "uri:spiffe://example.org/ns/nfs/*"},
@@ -37,7 +37,8 @@ func TestParseNamePattern(t *testing.T) {
 		}
 	}
 	for _, in := range []string{"", " ", "*", "a..b", "*.", "a.*.b", "ex ample.com", "ip:nope", "ip:fe80::1%eth0",
-		"uri:no-scheme", "a@b@c", "email:x@", "cn:", strings.Repeat("a", 64) + ".com", "-@x y"} {
+		"uri:no-scheme", "a@b@c", "email:x@", "cn:", strings.Repeat("a", 64) + ".com", "-@x y",
+		"192.0.2.77/24"} { // host bits set: a typo more likely than a wish
 		if p, err := ParseNamePattern(in); err == nil {
 			t.Errorf("ParseNamePattern(%q) = %s, want an error", in, p)
 		}

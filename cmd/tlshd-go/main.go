@@ -1,0 +1,67 @@
+// Command tlshd-go is a TLS handshake agent for the Linux kernel's
+// net/handshake upcall: a drop-in for ktls-utils' tlshd that serves
+// NVMe/TCP (TLS 1.3 with external PSKs) and NFS over TLS (x509).
+//
+// Without a subcommand it runs the daemon. Subcommands:
+//
+//	tlshd-go connect [flags] HOST:PORT   userspace TLS 1.3 client (like openssl s_client)
+//	tlshd-go serve [flags] ADDR          userspace TLS 1.3 echo server (like openssl s_server)
+//	tlshd-go check [-c FILE]             validate the policy and print it in effect
+//	tlshd-go config import FILE          convert a tlshd.conf to the TOML policy
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0"
+
+const defaultHandshakeTimeout = 10 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run dispatches to a subcommand or the daemon and returns the exit
+// status; tests call it directly.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "connect":
+			return runConnect(args[1:], stdin, stdout, stderr)
+		case "serve":
+			return runServe(args[1:], stdout, stderr)
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
+		case "config":
+			return runConfig(args[1:], stdout, stderr)
+		case "version":
+			fmt.Fprintln(stdout, versionLine())
+			return 0
+		}
+	}
+	return runDaemon(args, stderr)
+}
+
+// durationFlag is a flag.Value for durations that also accepts a bare
+// number of seconds.
+type durationFlag struct{ d time.Duration }
+
+func (f *durationFlag) String() string { return f.d.String() }
+
+func (f *durationFlag) Set(s string) error {
+	if d, err := time.ParseDuration(s); err == nil {
+		f.d = d
+		return nil
+	}
+	var secs float64
+	if _, err := fmt.Sscanf(s, "%g", &secs); err != nil {
+		return fmt.Errorf("not a duration: %q", s)
+	}
+	f.d = time.Duration(secs * float64(time.Second))
+	return nil
+}
