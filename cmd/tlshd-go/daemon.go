@@ -205,6 +205,9 @@ func loadPolicy(path string, log *slog.Logger) (*config.Policy, error) {
 // newLogger logs key=value lines to w. Under systemd (JOURNAL_STREAM set)
 // the journal stamps the time itself, so the line leaves it out.
 func newLogger(w io.Writer, level *slog.LevelVar) *slog.Logger {
+	if level == nil {
+		level = new(slog.LevelVar)
+	}
 	opts := &slog.HandlerOptions{Level: level}
 	if os.Getenv("JOURNAL_STREAM") != "" {
 		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {

@@ -8,6 +8,7 @@
 //	tlshd-go serve [flags] ADDR          userspace TLS 1.3 echo server (like openssl s_server)
 //	tlshd-go check [-c FILE]             validate the policy and print it in effect
 //	tlshd-go config import FILE          convert a tlshd.conf to the TOML policy
+//	tlshd-go probe                       report what the kernel offers; exit 0 if it has the upcall
 package main
 
 import (
@@ -39,6 +40,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return runCheck(args[1:], stdout, stderr)
 		case "config":
 			return runConfig(args[1:], stdout, stderr)
+		case "probe":
+			return runProbe(stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, versionLine())
 			return 0
