@@ -13,9 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tlshd-go/tlshd-go/config"
 	"github.com/tlshd-go/tlshd-go/handshake/certs"
@@ -56,6 +57,11 @@ type Keyring interface {
 	SearchPSK(identity string) (serial int32, key []byte, err error)
 	// Read returns a key's payload (DER certificates and private keys).
 	Read(serial int32) ([]byte, error)
+	// Share runs on the thread that sends ACCEPT: it makes that thread's
+	// process keyring, into which the kernel links each consumer's
+	// keyring, linkable by the thread that reads keys, and returns its
+	// serial (0 if there is nothing to share).
+	Share() (int32, error)
 }
 
 // Installer puts traffic keys into kTLS: ktls.Install in production.
@@ -80,8 +86,9 @@ type Daemon struct {
 	// Now is the clock for certificate checks; nil means time.Now.
 	Now func() time.Time
 
-	// inflight is read by Stats for status reports.
+	// Counters for Stats.
 	mu       sync.Mutex
+	queued   int
 	inflight int
 	served   uint64
 	failed   uint64
@@ -89,7 +96,8 @@ type Daemon struct {
 
 // Stats is a snapshot for status lines (sd_notify STATUS=).
 type Stats struct {
-	InFlight       int
+	InFlight       int // handshakes running
+	Queued         int // accepted, waiting for a worker
 	Served, Failed uint64
 }
 
@@ -97,7 +105,7 @@ type Stats struct {
 func (d *Daemon) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return Stats{InFlight: d.inflight, Served: d.served, Failed: d.failed}
+	return Stats{InFlight: d.inflight, Queued: d.queued, Served: d.served, Failed: d.failed}
 }
 
 func (d *Daemon) log() *slog.Logger {
@@ -108,98 +116,155 @@ func (d *Daemon) log() *slog.Logger {
 }
 
 // Run serves requests until ctx is cancelled, then waits for the
-// handshakes in flight. It sweeps pending requests at start (READY is
-// not repeated for requests that were queued before we listened), after
-// every READY and after lost notifications.
+// handshakes in flight.
+//
+// The kernel links a consumer's keyring into the process keyring of the
+// thread that sends ACCEPT, and keyrings are per-thread credentials. Two
+// goroutines are locked to OS threads of their own: the accept thread
+// waits for READY and sends ACCEPT right away, with nothing in between
+// (the kernel keeps only a few requests pending per network namespace and
+// refuses more with EAGAIN); the key thread makes every keyctl call, with
+// the accept thread's process keyring linked into its own keyrings.
+// Handshakes run on ordinary goroutines, at most max_concurrent at once;
+// accepted requests wait in a bounded queue for one.
 func (d *Daemon) Run(ctx context.Context) error {
 	if d.Kernel == nil || d.Ready == nil || d.Keyring == nil || d.Installer == nil || d.Policy == nil {
 		return errors.New("handshake: Daemon needs Kernel, Ready, Keyring, Installer and Policy")
 	}
-	kick := make(chan struct{}, 1)
-	kick <- struct{}{} // the start-up sweep
-	wake := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
+	kt, at := startThread(), startThread()
+	defer kt.stop()
+	defer at.stop()
+	keys := &threadKeyring{t: kt, k: d.Keyring}
+	var shared int32
+	var err error
+	at.do(func() { shared, err = d.Keyring.Share() })
+	if err != nil {
+		d.log().Warn("sharing the accept thread's keyring; keys in a consumer's own keyring may be unreadable", "err", err)
+	}
+	if shared != 0 {
+		// Linked for good: every request may need it.
+		if _, err := keys.Attach([]config.Keyring{{Serial: shared}}, 0); err != nil {
+			d.log().Warn("linking the accept thread's keyring", "err", err)
 		}
 	}
 
-	listenerDone := make(chan struct{})
-	go func() {
-		defer close(listenerDone)
-		backoff := 10 * time.Millisecond
-		for ctx.Err() == nil {
-			err := d.Ready.Wait(ctx)
-			switch {
-			case ctx.Err() != nil:
-				return
-			case err == nil:
-				backoff = 10 * time.Millisecond
-			case errors.Is(err, genl.ErrOverrun):
-				d.log().Warn("READY notifications lost; sweeping pending requests", "err", err)
-			default:
-				d.log().Error("waiting for READY", "err", err)
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-					return
-				}
-				backoff = min(2*backoff, 5*time.Second)
-			}
-			wake()
-		}
-	}()
-
-	// The bound is read once: a reload does not resize it.
-	slots := make(chan struct{}, max(1, d.Policy().Global().MaxConcurrent))
+	// The bound is read once: a reload does not resize it. A goroutine
+	// per handshake, started when a slot is free: nothing idles.
+	limit := max(1, d.Policy().Global().MaxConcurrent)
+	queue := make(chan accepted, queueFactor*limit)
 	var wg sync.WaitGroup
-	defer func() {
-		wg.Wait()
-		<-listenerDone
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-kick:
-		}
-		// Accept until nothing is pending, one worker (and OS thread)
-		// per request, at most max_concurrent at a time; each ACCEPT
-		// happens on its worker's thread.
-		for {
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return nil
-			}
-			accepted := make(chan bool, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		slots := make(chan struct{}, limit)
+		for a := range queue {
+			slots <- struct{}{}
 			wg.Add(1)
-			go d.worker(ctx, slots, accepted, &wg)
-			if !<-accepted {
-				break
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				d.serveAccepted(ctx, keys, a)
+			}()
+		}
+	}()
+	at.do(func() {
+		// The accept thread sleeps until READY and then only sends
+		// ACCEPT: let it run before the kernel workers that keep
+		// submitting during a burst (it needs CAP_SYS_NICE; without it
+		// this is a no-op).
+		unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), -10)
+		d.acceptLoop(ctx, queue)
+	})
+	close(queue)
+	wg.Wait()
+	return nil
+}
+
+const (
+	// queueFactor: requests accepted beyond max_concurrent wait in a
+	// queue this many times as long; past that, they stay pending in the
+	// kernel.
+	queueFactor = 4
+	// hotPoll: after finding requests, the accept thread looks again this
+	// soon even without READY: a burst's notifications lag behind its
+	// submits.
+	hotPoll = 10 * time.Millisecond
+)
+
+// accepted is a request taken from the kernel and when.
+type accepted struct {
+	req genl.Request
+	err error // a reply that did not decode (req.FD is still ours)
+	at  time.Time
+}
+
+// acceptLoop runs on the accept thread until ctx ends: it sweeps pending
+// requests at start (READY is not repeated for requests queued before we
+// listened), after every READY, after lost notifications, and while
+// requests keep coming.
+func (d *Daemon) acceptLoop(ctx context.Context, queue chan<- accepted) {
+	backoff := 10 * time.Millisecond
+	for ctx.Err() == nil {
+		n := d.acceptAll(ctx, queue)
+		wctx, cancel := ctx, context.CancelFunc(func() {})
+		if n > 0 {
+			wctx, cancel = context.WithTimeout(ctx, hotPoll)
+		}
+		err := d.Ready.Wait(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err == nil || errors.Is(err, context.DeadlineExceeded):
+			backoff = 10 * time.Millisecond
+		case errors.Is(err, genl.ErrOverrun):
+			d.log().Warn("READY notifications lost; sweeping pending requests", "err", err)
+		default:
+			d.log().Error("waiting for READY", "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
 			}
+			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
 }
 
-// worker accepts one request on a fresh locked thread and serves it. It
-// never unlocks the thread: when it returns the thread exits, and with it
-// the process and thread keyrings the request linked.
-func (d *Daemon) worker(ctx context.Context, slots chan struct{}, accepted chan<- bool, wg *sync.WaitGroup) {
-	defer wg.Done()
-	defer func() { <-slots }()
-	runtime.LockOSThread()
-
-	req, err := d.Kernel.Accept()
-	if err != nil && req.FD < 0 {
-		if !errors.Is(err, genl.ErrNoRequest) {
-			d.log().Error("ACCEPT failed", "err", err)
+// acceptAll sends ACCEPT until nothing is pending and returns how many
+// requests it took.
+func (d *Daemon) acceptAll(ctx context.Context, queue chan<- accepted) (n int) {
+	for ; ctx.Err() == nil; n++ {
+		var a accepted
+		a.req, a.err = d.Kernel.Accept()
+		a.at = time.Now()
+		if a.err != nil && a.req.FD < 0 {
+			if !errors.Is(a.err, genl.ErrNoRequest) {
+				d.log().Error("ACCEPT failed", "err", a.err)
+			}
+			return n
 		}
-		accepted <- false
-		return
+		d.mu.Lock()
+		d.queued++
+		d.mu.Unlock()
+		select {
+		case queue <- a:
+		case <-ctx.Done():
+			// Shutting down: answer it now rather than leave it hanging.
+			d.finish(a.req, &outcome{err: fmt.Errorf("shutting down: %w", context.Canceled)}, a.at)
+			d.mu.Lock()
+			d.queued--
+			d.mu.Unlock()
+			return n + 1
+		}
 	}
-	accepted <- true
+	return n
+}
+
+// serveAccepted runs one queued request.
+func (d *Daemon) serveAccepted(ctx context.Context, keys Keyring, a accepted) {
 	d.mu.Lock()
+	d.queued--
 	d.inflight++
 	d.mu.Unlock()
 	defer func() {
@@ -207,10 +272,10 @@ func (d *Daemon) worker(ctx context.Context, slots chan struct{}, accepted chan<
 		d.inflight--
 		d.mu.Unlock()
 	}()
-	if err != nil {
+	if a.err != nil {
 		// The kernel installed the fd but the reply did not decode.
-		d.finish(req, &outcome{err: fmt.Errorf("decoding ACCEPT reply: %w", err)}, time.Now())
+		d.finish(a.req, &outcome{err: fmt.Errorf("decoding ACCEPT reply: %w", a.err)}, a.at)
 		return
 	}
-	d.serve(ctx, req)
+	d.serve(ctx, keys, a.req, a.at)
 }

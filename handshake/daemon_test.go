@@ -72,6 +72,8 @@ func (k *memKeyring) SearchPSK(identity string) (int32, []byte, error) {
 	return 0, nil, fmt.Errorf("%q: %w", identity, keyring.ErrNotFound)
 }
 
+func (k *memKeyring) Share() (int32, error) { return 0, nil }
+
 func (k *memKeyring) Read(serial int32) ([]byte, error) {
 	_, p, err := k.ReadPSK(serial)
 	return p, err

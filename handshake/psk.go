@@ -16,11 +16,11 @@ import (
 
 // clientPSKs reads the PSKs the kernel named, in its order, skipping
 // those that cannot be read; none at all is ENOKEY.
-func (d *Daemon) clientPSKs(serials []int32) ([]tls13.PSK, error) {
+func clientPSKs(keys Keyring, serials []int32) ([]tls13.PSK, error) {
 	var psks []tls13.PSK
 	var errs []error
 	for _, serial := range serials {
-		identity, key, err := d.Keyring.ReadPSK(serial)
+		identity, key, err := keys.ReadPSK(serial)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("PSK %d: %w", serial, err))
 			continue
@@ -56,7 +56,7 @@ func zeroPSKs(psks []tls13.PSK) {
 }
 
 // pskHandshake runs a PSK handshake in the request's role.
-func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, o *outcome, psks []tls13.PSK,
+func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, keys Keyring, o *outcome, psks []tls13.PSK,
 	policy *config.Policy, settings *config.Settings) (*tls13.Session, error) {
 	cfg := &tls13.Config{
 		CipherSuites: settings.CipherSuites,
@@ -69,7 +69,7 @@ func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, o *outcome, ps
 		o.identity = string(psks[0].Identity)
 		c = tls13.Client(conn, cfg)
 	} else {
-		lookup := &pskLookup{d: d, policy: policy, match: config.Match{Role: config.Server, Addr: o.peer.Addr(), PeerName: o.peerName}}
+		lookup := &pskLookup{keys: keys, policy: policy, match: config.Match{Role: config.Server, Addr: o.peer.Addr(), PeerName: o.peerName}}
 		defer lookup.zero()
 		cfg.GetPSK = lookup.get
 		c = tls13.Server(conn, cfg)
@@ -90,29 +90,28 @@ func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, o *outcome, ps
 // pskLookup finds the key for an identity the client offers, in the
 // keyring, and narrows the settings to the policy for that identity.
 type pskLookup struct {
-	d      *Daemon
+	keys   Keyring
 	policy *config.Policy
 	match  config.Match
 
 	mu       sync.Mutex
-	keys     [][]byte
-	identity string // the last identity found, for the log
-	matched  string // the rule that applied to it
-	refused  error
+	found    [][]byte // keys read, zeroed after the handshake
+	identity string   // the last identity found, for the log
+	matched  string   // the rule that applied to it
 }
 
 func (l *pskLookup) get(identity []byte) (*tls13.PSK, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	id := string(identity)
-	serial, key, err := l.d.Keyring.SearchPSK(id)
+	serial, key, err := l.keys.SearchPSK(id)
 	if errors.Is(err, keyring.ErrNotFound) {
 		return nil, fmt.Errorf("no PSK %q in the keyring: %w", id, tls13.ErrUnknownPSK)
 	}
 	if err != nil {
 		return nil, err
 	}
-	l.keys = append(l.keys, key)
+	l.found = append(l.found, key)
 	m := l.match
 	fillIdentity(&m, id)
 	s := l.policy.Resolve(m)
@@ -145,7 +144,7 @@ func (l *pskLookup) rule(before string) string {
 func (l *pskLookup) zero() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, k := range l.keys {
+	for _, k := range l.found {
 		clear(k)
 	}
 }

@@ -36,8 +36,7 @@ type outcome struct {
 // serve runs one accepted request to its DONE: policy, credentials,
 // handshake, kTLS. It never returns without DONE and without closing
 // req.FD.
-func (d *Daemon) serve(ctx context.Context, req genl.Request) {
-	start := time.Now()
+func (d *Daemon) serve(ctx context.Context, keys Keyring, req genl.Request, start time.Time) {
 	o := &outcome{auth: req.Auth, peerName: req.PeerName}
 	defer func() {
 		if r := recover(); r != nil {
@@ -46,11 +45,11 @@ func (d *Daemon) serve(ctx context.Context, req genl.Request) {
 		}
 		d.finish(req, o, start)
 	}()
-	o.err = d.run(ctx, req, o)
+	o.err = d.run(ctx, keys, req, o, start)
 }
 
 // run does the work of serve and returns why it failed, if it did.
-func (d *Daemon) run(ctx context.Context, req genl.Request, o *outcome) error {
+func (d *Daemon) run(ctx context.Context, keys Keyring, req genl.Request, o *outcome, start time.Time) error {
 	policy := d.Policy()
 	switch req.MessageType {
 	case genl.ClientHello:
@@ -77,7 +76,7 @@ func (d *Daemon) run(ctx context.Context, req genl.Request, o *outcome) error {
 	o.peer = peerAddr(fd)
 
 	// Link the keyrings first: keys must be possessed to be read.
-	detach, err := d.Keyring.Attach(policy.Global().Keyrings, req.Keyring)
+	detach, err := keys.Attach(policy.Global().Keyrings, req.Keyring)
 	if err != nil {
 		d.log().Warn("linking keyrings", "err", err)
 	}
@@ -90,7 +89,7 @@ func (d *Daemon) run(ctx context.Context, req genl.Request, o *outcome) error {
 	if o.role == config.Client && req.Auth == genl.PSK {
 		// The client knows its identity now; the server only from the
 		// ClientHello (see pskServerConfig).
-		if psks, err = d.clientPSKs(req.PeerIdentities); err != nil {
+		if psks, err = clientPSKs(keys, req.PeerIdentities); err != nil {
 			return err
 		}
 		defer zeroPSKs(psks)
@@ -105,7 +104,8 @@ func (d *Daemon) run(ctx context.Context, req genl.Request, o *outcome) error {
 		return fmt.Errorf("%w: auth mode %v not allowed by policy rule %q", errPolicy, req.Auth, settings.Rule)
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, settings.Deadline(req.Timeout))
+	// The consumer's clock started before we accepted the request.
+	ctx, cancel := context.WithDeadline(ctx, start.Add(settings.Deadline(req.Timeout)))
 	defer cancel()
 
 	conn, err := socketConn(fd)
@@ -117,9 +117,9 @@ func (d *Daemon) run(ctx context.Context, req genl.Request, o *outcome) error {
 	var session *tls13.Session
 	switch req.Auth {
 	case genl.PSK:
-		session, err = d.pskHandshake(ctx, conn, o, psks, policy, settings)
+		session, err = d.pskHandshake(ctx, conn, keys, o, psks, policy, settings)
 	case genl.X509, genl.Unauth:
-		session, err = d.x509Handshake(ctx, conn, req, o, settings)
+		session, err = d.x509Handshake(ctx, conn, keys, req, o, settings)
 	default:
 		return fmt.Errorf("%w: auth mode %d", errUnsupported, req.Auth)
 	}

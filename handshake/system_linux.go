@@ -18,10 +18,13 @@ func (KTLS) Install(fd int, tx, rx ktls.Keys, o ktls.Options) error {
 	return ktls.Install(fd, tx, rx, o)
 }
 
-// SystemKeyring is the kernel keyring. Attach links the request's
-// keyrings into the calling thread's thread keyring, which dies with the
-// request's thread; keys found through it are possessed, which reading
-// NVMe PSKs requires (nvme-cli grants their owner only "view").
+// SystemKeyring is the kernel keyring. The daemon calls it on one OS
+// thread, the key thread, which also sends every ACCEPT: the kernel links
+// each consumer's keyring into that thread's process keyring, and Attach
+// links the policy's keyrings (and the request's KEYRING, on kernels that
+// send it) into its thread keyring. Keys found through them are
+// possessed, which reading NVMe PSKs requires (nvme-cli grants their
+// owner only "view").
 type SystemKeyring struct {
 	// PSKType is the key type PSKs are searched by; "" means "psk",
 	// the type nvme-cli and the kernel's nvme-keyring use.
@@ -30,12 +33,14 @@ type SystemKeyring struct {
 	mu      sync.Mutex
 	serials map[string]keyring.Serial
 	scanned time.Time
+	// refs counts the requests that need each link: requests share the
+	// thread keyring, so a link goes only when the last one is done.
+	refs map[keyring.Serial]int
 }
 
 // Attach implements Keyring.
 func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) (func(), error) {
-	var linked []keyring.Serial
-	var errs []error
+	want := make([]keyring.Serial, 0, len(rings)+1)
 	for _, r := range rings {
 		serial := keyring.Serial(r.Serial)
 		if r.Name != "" {
@@ -44,25 +49,37 @@ func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) (func(
 				continue // not loaded (e.g. .nfs without NFS): nothing to link
 			}
 		}
-		if err := keyring.Link(serial, keyring.Thread); err != nil {
-			if r.Name != "" {
-				k.forget(r.Name) // maybe gone and recreated: re-resolve next time
-			}
-			errs = append(errs, err)
-			continue
-		}
-		linked = append(linked, serial)
+		want = append(want, serial)
 	}
 	if requestRing != 0 {
-		if err := keyring.Link(keyring.Serial(requestRing), keyring.Thread); err != nil {
-			errs = append(errs, err)
-		} else {
-			linked = append(linked, keyring.Serial(requestRing))
+		want = append(want, keyring.Serial(requestRing))
+	}
+	var linked []keyring.Serial
+	var errs []error
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.refs == nil {
+		k.refs = map[keyring.Serial]int{}
+	}
+	for _, s := range want {
+		if k.refs[s] == 0 {
+			if err := keyring.Link(s, keyring.Thread); err != nil {
+				errs = append(errs, err)
+				k.forgetLocked(s) // maybe gone and recreated: re-resolve next time
+				continue
+			}
 		}
+		k.refs[s]++
+		linked = append(linked, s)
 	}
 	detach := func() {
+		k.mu.Lock()
+		defer k.mu.Unlock()
 		for _, s := range linked {
-			keyring.Unlink(s, keyring.Thread)
+			if k.refs[s]--; k.refs[s] == 0 {
+				delete(k.refs, s)
+				keyring.Unlink(s, keyring.Thread)
+			}
 		}
 	}
 	return detach, errors.Join(errs...)
@@ -92,11 +109,14 @@ func (k *SystemKeyring) resolve(name string) (keyring.Serial, bool) {
 	return s, true
 }
 
-func (k *SystemKeyring) forget(name string) {
-	k.mu.Lock()
-	delete(k.serials, name)
-	k.scanned = time.Time{}
-	k.mu.Unlock()
+// forgetLocked drops a cached name whose serial failed to link.
+func (k *SystemKeyring) forgetLocked(serial keyring.Serial) {
+	for name, s := range k.serials {
+		if s == serial {
+			delete(k.serials, name)
+			k.scanned = time.Time{}
+		}
+	}
 }
 
 // ReadPSK implements Keyring.
@@ -136,6 +156,22 @@ func (k *SystemKeyring) SearchPSK(identity string) (int32, []byte, error) {
 		return int32(serial), key, nil
 	}
 	return 0, nil, firstErr
+}
+
+// Share implements Keyring: it creates the calling thread's process
+// keyring if need be and lets its owner (the daemon's user) search, read
+// and link it without possessing it, so that the key thread can link it.
+func (k *SystemKeyring) Share() (int32, error) {
+	ring, err := keyring.GetID(keyring.Process, true)
+	if err != nil {
+		return 0, err
+	}
+	perm := keyring.PermPossessorAll | keyring.PermUserView | keyring.PermUserRead |
+		keyring.PermUserSearch | keyring.PermUserLink
+	if err := keyring.SetPerm(ring, perm); err != nil {
+		return 0, err
+	}
+	return int32(ring), nil
 }
 
 // Read implements Keyring.

@@ -22,7 +22,7 @@ const peerAuthenticated int32 = -1 // 0xFFFFFFFF on the wire
 
 // x509Handshake runs an x509 handshake, or an UNAUTH one (a client that
 // verifies the server and presents nothing), through crypto/tls.
-func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, req genl.Request, o *outcome, settings *config.Settings) (*tls13.Session, error) {
+func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, keys Keyring, req genl.Request, o *outcome, settings *config.Settings) (*tls13.Session, error) {
 	x := settings.X509
 	roots, err := certs.LoadRoots(x.TrustAnchors...)
 	if err != nil {
@@ -39,7 +39,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, req genl.Requ
 
 	var own *tls.Certificate
 	if req.Auth == genl.X509 || o.role == config.Server {
-		c, err := d.credential(req, x)
+		c, err := d.credential(keys, req, x)
 		if err != nil {
 			return nil, err
 		}
@@ -104,16 +104,16 @@ func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, req genl.Requ
 
 // credential is this side's certificate: the one the kernel names by key
 // serials (DER payloads), else the policy's files. None at all is ENOKEY.
-func (d *Daemon) credential(req genl.Request, x config.X509) (tls.Certificate, error) {
+func (d *Daemon) credential(keys Keyring, req genl.Request, x config.X509) (tls.Certificate, error) {
 	for _, pair := range req.Certificates {
 		if pair.Cert == 0 || pair.PrivKey == 0 {
 			continue
 		}
-		cert, err := d.Keyring.Read(pair.Cert)
+		cert, err := keys.Read(pair.Cert)
 		if err != nil {
 			return tls.Certificate{}, fmt.Errorf("%w: reading certificate key %d: %w", errNoKey, pair.Cert, err)
 		}
-		key, err := d.Keyring.Read(pair.PrivKey)
+		key, err := keys.Read(pair.PrivKey)
 		if err != nil {
 			return tls.Certificate{}, fmt.Errorf("%w: reading private key %d: %w", errNoKey, pair.PrivKey, err)
 		}

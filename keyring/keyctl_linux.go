@@ -82,6 +82,15 @@ func Unlink(id, ring Serial) error {
 	return nil
 }
 
+// SetPerm sets a key's permission mask (KEYCTL_SETPERM); see the Perm
+// constants.
+func SetPerm(id Serial, perm uint32) error {
+	if err := unix.KeyctlSetperm(int(id), perm); err != nil {
+		return wrap(fmt.Sprintf("setting the permissions of key %v", id), err)
+	}
+	return nil
+}
+
 // GetID returns the real serial of a special keyring such as Process
 // (KEYCTL_GET_KEYRING_ID), creating it first if create is set. On Linux
 // 6.12 this is how a daemon finds the keyring the kernel linked into its

@@ -63,6 +63,16 @@ func (s Serial) String() string {
 	return strconv.FormatInt(int64(s), 10)
 }
 
+// Permission bits (include/uapi/linux/keyctl.h): a possessor's, and the
+// owning user's.
+const (
+	PermPossessorAll uint32 = 0x3f000000
+	PermUserView     uint32 = 0x00010000
+	PermUserRead     uint32 = 0x00020000
+	PermUserSearch   uint32 = 0x00080000
+	PermUserLink     uint32 = 0x00100000
+)
+
 // ErrNotFound means the kernel reported ENOKEY: no such key, or none
 // matching a search among the keys the caller possesses.
 var ErrNotFound = errors.New("keyring: key not found")

@@ -59,6 +59,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
+	noHugePages()
 
 	level := new(slog.LevelVar)
 	log := newLogger(stderr, level)
@@ -123,8 +124,10 @@ func runDaemon(args []string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
+	tuneMemory(policy.Global().MaxConcurrent)
 	log.Info("tlshd-go started", "version", version, "policy", policyName(path), "max_concurrent", policy.Global().MaxConcurrent)
 	notifier.Ready()
+	releaseStartupPages()
 	status := time.NewTicker(5 * time.Second)
 	defer status.Stop()
 	for {
@@ -140,6 +143,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 					log.Info("policy reloaded", "policy", policyName(path))
 				}
 				notifier.Ready()
+				releaseStartupPages()
 				continue
 			}
 			log.Info("stopping; waiting for handshakes in flight", "signal", sig.String())

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/genetlink"
@@ -16,17 +18,20 @@ import (
 // the family's "tlshd" multicast group. The kernel refuses to queue
 // handshake requests (ESRCH) while nobody listens, so a daemon listens
 // before anything else.
+//
+// Wait blocks in recvmsg on the calling OS thread, not through Go's
+// network poller: the kernel then wakes exactly the thread that waits,
+// which goes on to send ACCEPT at once. Requests pile up in the kernel
+// (and it refuses more with EAGAIN once a few are pending) for as long as
+// a READY takes to turn into an ACCEPT. Call Wait from a goroutine locked
+// to its thread; it blocks that thread.
 type Listener struct {
-	c  receiver
-	mu sync.Mutex // one Wait at a time
-}
-
-// receiver is the part of *genetlink.Conn a Listener uses; tests replace
-// it to exercise deadlines, which genltest connections do not support.
-type receiver interface {
-	Receive() ([]genetlink.Message, []netlink.Message, error)
-	SetReadDeadline(time.Time) error
-	Close() error
+	fd     int
+	family uint16
+	buf    []byte
+	mu     sync.Mutex // one Wait at a time
+	// recv reads one datagram; tests replace it.
+	recv func(fd int, b []byte, timeout time.Duration) (int, error)
 }
 
 // Listen opens a generic netlink socket, resolves the family and joins
@@ -36,31 +41,41 @@ func Listen() (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("genl: opening generic netlink socket: %w", err)
 	}
-	l, err := listen(gc, joinGroup)
+	defer gc.Close()
+	family, group, err := resolveGroup(gc)
 	if err != nil {
-		gc.Close()
 		return nil, err
 	}
-	return l, nil
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
+	if err != nil {
+		return nil, fmt.Errorf("genl: opening the READY socket: %w", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("genl: binding the READY socket: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, int(group)); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("genl: joining multicast group %q (%d): %w", groupName, group, err)
+	}
+	return newListener(fd, family), nil
 }
 
-// joinGroup is kept apart because genltest connections cannot join
-// multicast groups.
-func joinGroup(c *genetlink.Conn, id uint32) error { return c.JoinGroup(id) }
+func newListener(fd int, family uint16) *Listener {
+	return &Listener{fd: fd, family: family, buf: make([]byte, os.Getpagesize()), recv: recvTimeout}
+}
 
-func listen(gc *genetlink.Conn, join func(*genetlink.Conn, uint32) error) (*Listener, error) {
+// resolveGroup finds the family's ID and the ID of its "tlshd" group.
+func resolveGroup(gc *genetlink.Conn) (family uint16, group uint32, err error) {
 	f, err := getFamily(gc)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	id, err := tlshdGroup(f)
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
-	if err := join(gc, id); err != nil {
-		return nil, fmt.Errorf("genl: joining multicast group %q (%d): %w", groupName, id, err)
-	}
-	return &Listener{c: gc}, nil
+	return f.ID, id, nil
 }
 
 // tlshdGroup returns the ID of the "tlshd" group; IDs are dynamic and
@@ -74,10 +89,24 @@ func tlshdGroup(f genetlink.Family) (uint32, error) {
 	return 0, fmt.Errorf("genl: family %q has no multicast group %q", f.Name, groupName)
 }
 
+// recvTimeout is a blocking recvmsg bounded by SO_RCVTIMEO.
+func recvTimeout(fd int, b []byte, timeout time.Duration) (int, error) {
+	tv := unix.NsecToTimeval(max(timeout, time.Millisecond).Nanoseconds())
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		return 0, err
+	}
+	n, _, _, _, err := unix.Recvmsg(fd, b, nil, 0)
+	return n, err
+}
+
+// waitSlice bounds each blocking receive, so that a cancelled context is
+// noticed this soon.
+const waitSlice = 250 * time.Millisecond
+
 // Wait blocks until a READY notification arrives and returns nil. It
 // returns an error wrapping ErrOverrun if notifications were lost (the
-// caller then sweeps as after a READY), ctx.Err() once ctx is done, and any
-// other receive error wrapped. Messages other than READY are ignored.
+// caller then sweeps as after a READY), ctx.Err() once ctx is done, and
+// any other receive error wrapped. Messages other than READY are ignored.
 //
 // One READY may stand for several requests and requests may have been
 // queued before the daemon started, so a caller always sweeps with
@@ -85,40 +114,47 @@ func tlshdGroup(f genetlink.Family) (uint32, error) {
 func (l *Listener) Wait(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	// Clear a deadline left by an earlier cancelled Wait.
-	if err := l.c.SetReadDeadline(time.Time{}); err != nil {
-		return fmt.Errorf("genl: clearing read deadline: %w", err)
-	}
-	unblocked := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(unblocked)
-		l.c.SetReadDeadline(time.Unix(1, 0)) // in the past: Receive returns now
-	})
-	defer func() {
-		if !stop() {
-			<-unblocked // don't let the deadline land after we return
-		}
-	}()
 	for {
-		msgs, _, err := l.c.Receive()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		slice := waitSlice
+		if d, ok := ctx.Deadline(); ok {
+			if slice = min(slice, time.Until(d)); slice <= 0 {
+				return context.DeadlineExceeded
 			}
-			if errors.Is(err, unix.ENOBUFS) {
-				return fmt.Errorf("%w (%w)", ErrOverrun, err)
-			}
+		}
+		n, err := l.recv(l.fd, l.buf, slice)
+		switch {
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			continue // timed out: look at ctx again
+		case errors.Is(err, unix.ENOBUFS):
+			return fmt.Errorf("%w (%w)", ErrOverrun, err)
+		case err != nil:
 			return fmt.Errorf("genl: receiving READY: %w", err)
 		}
-		for _, m := range msgs {
-			if isReady(m) {
-				return nil
-			}
+		if l.hasReady(l.buf[:n]) {
+			return nil
 		}
 	}
+}
+
+// hasReady reports whether a datagram holds a READY of our family.
+func (l *Listener) hasReady(b []byte) bool {
+	msgs, err := syscall.ParseNetlinkMessage(b)
+	if err != nil {
+		return false
+	}
+	for _, m := range msgs {
+		if m.Header.Type != l.family {
+			continue
+		}
+		var gm genetlink.Message
+		if gm.UnmarshalBinary(m.Data) == nil && isReady(gm) {
+			return true
+		}
+	}
+	return false
 }
 
 // isReady reports whether m is a READY for the tlshd handler class. The
@@ -142,5 +178,6 @@ func isReady(m genetlink.Message) bool {
 	return true
 }
 
-// Close closes the socket; a blocked Wait returns an error.
-func (l *Listener) Close() error { return l.c.Close() }
+// Close closes the socket. Stop Waits first (cancel their context):
+// closing a socket another thread blocks on does not wake it.
+func (l *Listener) Close() error { return unix.Close(l.fd) }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,25 +24,15 @@ func readyMsg(t *testing.T, class uint32) genetlink.Message {
 	return genetlink.Message{Header: genetlink.Header{Command: cmdReady, Version: 1}, Data: b}
 }
 
-// noDeadline lets a genltest connection stand in for a socket: genltest
-// supports no deadlines.
-type noDeadline struct{ *genetlink.Conn }
-
-func (noDeadline) SetReadDeadline(time.Time) error { return nil }
-
-func TestListenJoinsTlshdGroup(t *testing.T) {
+func TestListenResolvesTlshdGroup(t *testing.T) {
 	gc := genltest.Dial(genltest.ServeFamily(testFamily, nil))
 	defer gc.Close()
-	var joined []uint32
-	_, err := listen(gc, func(_ *genetlink.Conn, id uint32) error {
-		joined = append(joined, id)
-		return nil
-	})
+	family, group, err := resolveGroup(gc)
 	if err != nil {
-		t.Fatalf("listen: %v", err)
+		t.Fatalf("resolveGroup: %v", err)
 	}
-	if len(joined) != 1 || joined[0] != 9 {
-		t.Errorf("joined groups %v, want [9] (the ID of \"tlshd\", not its index)", joined)
+	if family != testFamily.ID || group != 9 {
+		t.Errorf("family %d group %d, want %d and 9 (the ID of \"tlshd\", not its index)", family, group, testFamily.ID)
 	}
 }
 
@@ -53,93 +42,98 @@ func TestListenErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		fn   genltest.Func
-		join error
 		is   error
 	}{
-		{
-			name: "missing family",
-			fn: func(genetlink.Message, netlink.Message) ([]genetlink.Message, error) {
-				return nil, genltest.Error(int(unix.ENOENT))
-			},
-			is: ErrNoFamily,
-		},
-		{name: "no tlshd group", fn: genltest.ServeFamily(noTlshd, nil)},
-		{name: "join fails", fn: genltest.ServeFamily(testFamily, nil), join: unix.EPERM, is: unix.EPERM},
+		{"missing family", func(genetlink.Message, netlink.Message) ([]genetlink.Message, error) {
+			return nil, genltest.Error(int(unix.ENOENT))
+		}, os.ErrNotExist},
+		{"no tlshd group", genltest.ServeFamily(noTlshd, nil), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			gc := genltest.Dial(tt.fn)
 			defer gc.Close()
-			_, err := listen(gc, func(*genetlink.Conn, uint32) error { return tt.join })
-			if err == nil {
-				t.Fatal("listen succeeded")
-			}
-			if tt.is != nil && !errors.Is(err, tt.is) {
-				t.Errorf("listen() = %v, want %v", err, tt.is)
+			_, _, err := resolveGroup(gc)
+			if err == nil || tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("resolveGroup() = %v, want an error matching %v", err, tt.is)
 			}
 		})
 	}
 }
 
+// datagram encodes genetlink messages as the kernel sends them in one
+// multicast datagram: a netlink header each, of type family.
+func datagram(t *testing.T, family uint16, msgs ...genetlink.Message) []byte {
+	t.Helper()
+	var out []byte
+	for _, m := range msgs {
+		gb, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nm := netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(family)}, Data: gb}
+		nm.Header.Length = uint32(16 + len(gb))
+		b, err := nm.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+// scripted returns a Listener whose receives return datagrams, then
+// errors, then time out (EAGAIN) forever.
+func scripted(datagrams [][]byte, errs []error, reads *int) *Listener {
+	l := newListener(-1, testFamily.ID)
+	l.recv = func(_ int, b []byte, timeout time.Duration) (int, error) {
+		*reads++
+		i := *reads - 1
+		if i < len(datagrams) {
+			return copy(b, datagrams[i]), nil
+		}
+		if i -= len(datagrams); i < len(errs) {
+			return 0, errs[i]
+		}
+		time.Sleep(timeout)
+		return 0, unix.EAGAIN
+	}
+	return l
+}
+
 func TestWaitDispatch(t *testing.T) {
+	other := testFamily.ID + 1
 	tests := []struct {
-		name    string
-		batches [][]genetlink.Message // one per Receive
-		errs    []error               // Receive error after the batches
-		want    error
-		reads   int
+		name      string
+		datagrams func(t *testing.T) [][]byte
+		errs      []error
+		want      error
+		reads     int
 	}{
-		{
-			name:    "READY",
-			batches: [][]genetlink.Message{{readyMsg(t, 1)}},
-			reads:   1,
-		},
-		{
-			name: "other commands and classes are ignored",
-			batches: [][]genetlink.Message{
-				{{Header: genetlink.Header{Command: cmdAccept}}},
-				{readyMsg(t, 2)},
-				{{Header: genetlink.Header{Command: 7}}, readyMsg(t, 1)},
-			},
-			reads: 3,
-		},
-		{
-			name:    "READY without class",
-			batches: [][]genetlink.Message{{{Header: genetlink.Header{Command: cmdReady}}}},
-			reads:   1,
-		},
-		{
-			name:  "ENOBUFS is an overrun",
-			errs:  []error{os.NewSyscallError("recvmsg", unix.ENOBUFS)},
-			want:  ErrOverrun,
-			reads: 1,
-		},
-		{
-			name:  "other errors are wrapped",
-			errs:  []error{os.NewSyscallError("recvmsg", unix.EBADF)},
-			want:  unix.EBADF,
-			reads: 1,
-		},
+		{"READY", func(t *testing.T) [][]byte { return [][]byte{datagram(t, testFamily.ID, readyMsg(t, 1))} }, nil, nil, 1},
+		{"other commands, classes and families are ignored", func(t *testing.T) [][]byte {
+			return [][]byte{
+				datagram(t, testFamily.ID, genetlink.Message{Header: genetlink.Header{Command: cmdAccept}}),
+				datagram(t, testFamily.ID, readyMsg(t, 2)),
+				datagram(t, other, readyMsg(t, 1)),
+				datagram(t, testFamily.ID, genetlink.Message{Header: genetlink.Header{Command: 7}}, readyMsg(t, 1)),
+			}
+		}, nil, nil, 4},
+		{"READY without class", func(t *testing.T) [][]byte {
+			return [][]byte{datagram(t, testFamily.ID, genetlink.Message{Header: genetlink.Header{Command: cmdReady}})}
+		}, nil, nil, 1},
+		{"garbage is ignored", func(t *testing.T) [][]byte {
+			return [][]byte{{1, 2, 3}, datagram(t, testFamily.ID, readyMsg(t, 1))}
+		}, nil, nil, 2},
+		{"timeouts and EINTR retry", func(*testing.T) [][]byte { return nil },
+			[]error{unix.EAGAIN, unix.EINTR, unix.ENOBUFS}, ErrOverrun, 3},
+		{"ENOBUFS is an overrun", func(*testing.T) [][]byte { return nil }, []error{unix.ENOBUFS}, ErrOverrun, 1},
+		{"other errors are wrapped", func(*testing.T) [][]byte { return nil }, []error{unix.EBADF}, unix.EBADF, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reads := 0
-			gc := genltest.Dial(func(greq genetlink.Message, nreq netlink.Message) ([]genetlink.Message, error) {
-				if len(nreq.Data) != 0 {
-					t.Errorf("listener sent a request: %+v", nreq)
-				}
-				reads++
-				if i := reads - 1; i < len(tt.batches) {
-					return tt.batches[i], nil
-				}
-				if i := reads - 1 - len(tt.batches); i < len(tt.errs) {
-					return nil, tt.errs[i]
-				}
-				t.Fatal("too many receives")
-				return nil, nil
-			})
-			defer gc.Close()
-			l := &Listener{c: noDeadline{gc}}
+			l := scripted(tt.datagrams(t), tt.errs, &reads)
 			err := l.Wait(context.Background())
 			if tt.want == nil && err != nil || tt.want != nil && !errors.Is(err, tt.want) {
 				t.Fatalf("Wait() = %v, want %v", err, tt.want)
@@ -151,73 +145,60 @@ func TestWaitDispatch(t *testing.T) {
 	}
 }
 
-// blockingReceiver blocks in Receive until a read deadline in the past
-// is set, like a socket.
-type blockingReceiver struct {
-	mu       sync.Mutex
-	deadline time.Time
-	wake     chan struct{}
-}
-
-func newBlockingReceiver() *blockingReceiver {
-	return &blockingReceiver{wake: make(chan struct{}, 1)}
-}
-
-func (r *blockingReceiver) Receive() ([]genetlink.Message, []netlink.Message, error) {
-	for {
-		r.mu.Lock()
-		d := r.deadline
-		r.mu.Unlock()
-		if !d.IsZero() && d.Before(time.Now()) {
-			return nil, nil, os.ErrDeadlineExceeded
-		}
-		<-r.wake
-	}
-}
-
-func (r *blockingReceiver) SetReadDeadline(t time.Time) error {
-	r.mu.Lock()
-	r.deadline = t
-	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-func (r *blockingReceiver) Close() error { return nil }
-
 func TestWaitCancel(t *testing.T) {
-	r := newBlockingReceiver()
-	l := &Listener{c: r}
+	reads := 0
+	l := scripted(nil, nil, &reads)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- l.Wait(ctx) }()
-	time.Sleep(10 * time.Millisecond) // let Wait block
+	time.Sleep(10 * time.Millisecond)
 	cancel()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("Wait() = %v, want context.Canceled", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(2 * waitSlice):
 		t.Fatal("Wait did not return after cancel")
 	}
-
-	// The next Wait clears the deadline and blocks again.
-	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), 30*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	if err := l.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second Wait() = %v, want context.DeadlineExceeded", err)
+		t.Fatalf("Wait() = %v, want context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > waitSlice {
+		t.Errorf("a 30ms deadline took %v", d)
 	}
 }
 
 func TestWaitCancelledBeforehand(t *testing.T) {
-	l := &Listener{c: newBlockingReceiver()}
+	reads := 0
+	l := scripted(nil, nil, &reads)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := l.Wait(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Wait() = %v, want context.Canceled", err)
+	if err := l.Wait(ctx); !errors.Is(err, context.Canceled) || reads != 0 {
+		t.Fatalf("Wait() = %v after %d reads, want context.Canceled and none", err, reads)
+	}
+}
+
+// TestRecvTimeout runs the real receive on a datagram socket pair.
+func TestRecvTimeout(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	start := time.Now()
+	if _, err := recvTimeout(fds[0], make([]byte, 64), 20*time.Millisecond); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("empty socket: %v, want EAGAIN", err)
+	}
+	if d := time.Since(start); d < 15*time.Millisecond || d > time.Second {
+		t.Errorf("timed out after %v, want about 20ms", d)
+	}
+	unix.Write(fds[1], []byte("hello"))
+	if n, err := recvTimeout(fds[0], make([]byte, 64), time.Second); n != 5 || err != nil {
+		t.Fatalf("recv = %d, %v", n, err)
 	}
 }

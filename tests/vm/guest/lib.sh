@@ -159,13 +159,15 @@ tree_of() {
 # Memory of a daemon's tree, summed: -> MEM_RSS MEM_PSS (kB) MEM_N (processes)
 mem_of() {   # pid
 	local p buf v
-	MEM_RSS=0 MEM_PSS=0 MEM_N=0
+	MEM_RSS=0 MEM_PSS=0 MEM_N=0 MEM_ANON=0 MEM_THREADS=0
 	tree_of "$1"
 	for p in "${TREE[@]}"; do
 		buf=""
 		IFS= read -r -d '' buf 2>/dev/null <"/proc/$p/status"
 		[[ $buf == *VmRSS:* ]] || continue    # gone, or a zombie
 		v=${buf#*VmRSS:}; MEM_RSS=$((MEM_RSS + ${v%%kB*}))
+		v=${buf#*RssAnon:}; MEM_ANON=$((MEM_ANON + ${v%%kB*}))
+		v=${buf#*Threads:}; v=${v%%$'\n'*}; MEM_THREADS=$((MEM_THREADS + v))
 		MEM_N=$((MEM_N + 1))
 		buf=""
 		IFS= read -r -d '' buf 2>/dev/null <"/proc/$p/smaps_rollup"
@@ -177,24 +179,26 @@ fd_count() { local f=(/proc/"$1"/fd/*); FDN=${#f[@]}; }   # -> FDN
 sampler_start() {   # pid file [period-s]
 	rm -f "$2.stop"
 	(
-		local pr=0 pp=0 pn=0 n=0
+		local pr=0 pp=0 pn=0 pa=0 pt=0 n=0
 		while :; do
 			mem_of "$1"
 			((MEM_RSS > pr)) && pr=$MEM_RSS
 			((MEM_PSS > pp)) && pp=$MEM_PSS
 			((MEM_N > pn)) && pn=$MEM_N
+			((MEM_ANON > pa)) && pa=$MEM_ANON
+			((MEM_THREADS > pt)) && pt=$MEM_THREADS
 			n=$((n + 1))
 			[ -e "$2.stop" ] && break
 			nap "${3:-0.02}"
 		done
-		echo "$pr $pp $pn $n" >"$2"
+		echo "$pr $pp $pn $n $pa $pt" >"$2"
 	) &
 	SAMPLER_PID=$!
 }
-sampler_stop() {   # file -> PEAK_RSS PEAK_PSS PEAK_N SAMPLES
+sampler_stop() {   # file -> PEAK_RSS PEAK_PSS PEAK_N SAMPLES PEAK_ANON PEAK_THREADS
 	: >"$1.stop"
 	wait "$SAMPLER_PID"
-	read -r PEAK_RSS PEAK_PSS PEAK_N SAMPLES <"$1"
+	read -r PEAK_RSS PEAK_PSS PEAK_N SAMPLES PEAK_ANON PEAK_THREADS <"$1"
 }
 
 # ---------------------------------------------------------- kernel state ---

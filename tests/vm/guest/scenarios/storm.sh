@@ -26,9 +26,9 @@
 #   STORM_SAMPLE_PERIOD      sampler period (s); off = no sampler           [0.02]
 #   STORM_STRICT             1: a controller not live in time fails the run [1]
 #   STORM_LOG_CONSOLE        stream the daemons' logs (hundreds of lines)   [0]
-# RESULT keys, prefixed "<name>.": idle_rss_kb idle_pss_kb
+# RESULT keys, prefixed "<name>.": idle_rss_kb idle_pss_kb idle_anon_kb idle_threads
 #   connect_storm_{seconds,failed,queues,handshakes,complete_err,eagain,
-#   peak_rss_kb,peak_pss_kb,peak_procs} reset_storm_{seconds,failed,
+#   peak_rss_kb,peak_pss_kb,peak_anon_kb,peak_threads,peak_procs} reset_storm_{seconds,failed,
 #   write_errors,handshakes,expected_handshakes,complete_err,cancel,
 #   submit_err,eagain,dmesg_tls_start_failed,dmesg_eagain,peak_rss_kb,
 #   peak_pss_kb,peak_procs,samples} ktls_after_reset ktls_left.
@@ -59,10 +59,12 @@ CARGS=(-t tcp -a "$ADDR" -s "$SVCID" --hostnqn="$HOSTNQN" --hostid="$HOSTID" --t
 peaks() {   # key-prefix
 	result "$1peak_rss_kb" "$PEAK_RSS"
 	result "$1peak_pss_kb" "$PEAK_PSS"
+	result "$1peak_anon_kb" "$PEAK_ANON"
+	result "$1peak_threads" "$PEAK_THREADS"
 	result "$1peak_procs" "$PEAK_N"
 	result "$1samples" "$SAMPLES"
 }
-sample_on() { PEAK_RSS=0 PEAK_PSS=0 PEAK_N=0 SAMPLES=0; [ "$STORM_SAMPLE_PERIOD" = off ] || sampler_start "$1" /tmp/peaks "$STORM_SAMPLE_PERIOD"; }
+sample_on() { PEAK_RSS=0 PEAK_PSS=0 PEAK_N=0 SAMPLES=0 PEAK_ANON=0 PEAK_THREADS=0; [ "$STORM_SAMPLE_PERIOD" = off ] || sampler_start "$1" /tmp/peaks "$STORM_SAMPLE_PERIOD"; }
 sample_off() { [ "$STORM_SAMPLE_PERIOD" = off ] || sampler_stop /tmp/peaks; }
 dmesg_tls() {   # -> TLSFAIL EAGAIN_DMESG ("failed to start TLS" lines, those with -11)
 	local r
@@ -80,6 +82,8 @@ storm() {   # name bin args
 	pid=${DPID[$name]}
 	mem_of "$pid"
 	result "$name.idle_rss_kb" "$MEM_RSS"
+	result "$name.idle_anon_kb" "$MEM_ANON"
+	result "$name.idle_threads" "$MEM_THREADS"
 	result "$name.idle_pss_kb" "$MEM_PSS"
 	nvme connect -n "${NQNS[0]}" "${CARGS[@]}" >/dev/null 2>&1 || { fail "$name: warm-up connect"; return; }
 	ctrl_of "${NQNS[0]}" && ctrl_delete "$CTRL"

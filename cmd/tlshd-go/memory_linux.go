@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// tuneMemory keeps the heap small: a handshake allocates tens of
+// kilobytes, so the default GC target (a 4 MiB minimum heap, then 100 %
+// growth) would let garbage outweigh live data many times over. The soft
+// limit grows with the concurrency bound. GOGC and GOMEMLIMIT in the
+// environment take precedence.
+func tuneMemory(maxConcurrent int) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(25)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(8<<20 + maxConcurrent*64<<10))
+	}
+}
+
+// noHugePages makes sure the process runs without transparent huge
+// pages, re-executing itself once if they were on. With THP "always"
+// (Debian's default) the first touch of each 2 MiB-aligned part of Go's
+// heap arena takes a whole huge page: a daemon whose live heap is a
+// megabyte or two then holds 6 MiB or more. The setting is inherited
+// across execve, so the new image is clean from its first allocation;
+// systemd sees the same PID.
+func noHugePages() {
+	disabled, err := unix.PrctlRetInt(unix.PR_GET_THP_DISABLE, 0, 0, 0, 0)
+	if err != nil || disabled == 1 {
+		return
+	}
+	if err := unix.Prctl(unix.PR_SET_THP_DISABLE, 1, 0, 0, 0); err != nil {
+		return
+	}
+	if exe, err := os.Executable(); err == nil {
+		unix.Exec(exe, os.Args, os.Environ()) // returns only on failure
+	}
+}
+
+// releaseStartupPages unmaps the pages of the executable's code and
+// read-only data that start-up touched (package initialisers, flag and
+// policy parsing) and serving will not: they are clean copies of the file,
+// so they stay in the page cache and come back on a minor fault if used.
+// Without this the kernel's fault-around leaves most of the binary mapped
+// for the daemon's lifetime.
+func releaseStartupPages() {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	f, err := os.Open("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// "00400000-00784000 r-xp 00000000 fe:01 1234  /usr/sbin/tlshd-go"
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 6 || fields[5] != exe || (fields[1] != "r-xp" && fields[1] != "r--p") {
+			continue
+		}
+		lo, hi, ok := strings.Cut(fields[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+	}
+}

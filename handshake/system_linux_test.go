@@ -1,0 +1,137 @@
+package handshake
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"syscall"
+	"testing"
+
+	"github.com/tlshd-go/tlshd-go/config"
+	"github.com/tlshd-go/tlshd-go/keyring"
+)
+
+// threadRingMembers lists the keys linked into the calling thread's
+// thread keyring.
+func threadRingMembers(t *testing.T) []keyring.Serial {
+	b, err := keyring.Read(keyring.Thread)
+	if errors.Is(err, syscall.ENOKEY) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []keyring.Serial
+	for len(b) >= 4 {
+		out = append(out, keyring.Serial(int32(binary.NativeEndian.Uint32(b))))
+		b = b[4:]
+	}
+	return out
+}
+
+// TestSystemKeyring runs against the host's real keyring, on one thread
+// as the daemon's key thread does: links are shared by requests and go
+// only with the last one, and PSKs are found by description through them.
+func TestSystemKeyring(t *testing.T) {
+	th := startThread()
+	defer th.stop()
+	var ring, key keyring.Serial
+	name := fmt.Sprintf("tlshd-go-test-%d", os.Getpid())
+	th.do(func() {
+		var err error
+		if ring, err = keyring.Add("keyring", name, nil, keyring.User); err != nil {
+			t.Skipf("cannot make a keyring here: %v", err)
+		}
+		if key, err = keyring.Add("user", "NVMe0R01 host subsys", []byte("0123456789abcdef0123456789abcdef"), ring); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer th.do(func() { keyring.Unlink(ring, keyring.User) })
+
+	sk := &SystemKeyring{PSKType: "user"}
+	rings := []config.Keyring{{Name: name}, {Name: ".no-such-keyring"}}
+	th.do(func() {
+		detach1, err := sk.Attach(rings, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		detach2, err := sk.Attach(rings, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(threadRingMembers(t), ring) {
+			t.Fatal("keyring not linked into the thread keyring")
+		}
+		serial, payload, err := sk.SearchPSK("NVMe0R01 host subsys")
+		if err != nil || keyring.Serial(serial) != key || !bytes.Equal(payload, []byte("0123456789abcdef0123456789abcdef")) {
+			t.Fatalf("SearchPSK = %d %q %v", serial, payload, err)
+		}
+		id, _, err := sk.ReadPSK(int32(key))
+		if err != nil || id != "NVMe0R01 host subsys" {
+			t.Errorf("ReadPSK = %q %v", id, err)
+		}
+		if _, _, err := sk.SearchPSK("NVMe0R01 nobody"); !errors.Is(err, keyring.ErrNotFound) {
+			t.Errorf("unknown identity: %v", err)
+		}
+		detach1()
+		if !slices.Contains(threadRingMembers(t), ring) {
+			t.Error("the first detach removed a link another request still holds")
+		}
+		detach2()
+		if slices.Contains(threadRingMembers(t), ring) {
+			t.Error("the last detach left the link")
+		}
+	})
+}
+
+// TestShareProcessKeyring: a key reachable only from the accept thread's
+// process keyring (where the kernel links a consumer's keyring at ACCEPT)
+// is readable from the key thread once Share and Attach have run; a
+// thread that did neither cannot read it.
+func TestShareProcessKeyring(t *testing.T) {
+	accept, keys, other := startThread(), startThread(), startThread()
+	defer accept.stop()
+	defer keys.stop()
+	defer other.stop()
+	sk := &SystemKeyring{PSKType: "user"}
+	var shared int32
+	var key keyring.Serial
+	accept.do(func() {
+		var err error
+		if shared, err = sk.Share(); err != nil {
+			t.Skipf("no process keyring here: %v", err)
+		}
+		// What the kernel does at ACCEPT: link the consumer's keyring.
+		ring, err := keyring.Add("keyring", "consumer", nil, keyring.Process)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if key, err = keyring.Add("user", "NVMe0R01 shared", []byte("secret"), ring); err != nil {
+			t.Fatal(err)
+		}
+		// nvme-cli's keys grant their owner only "view": possession needed.
+		if err := keyring.SetPerm(key, keyring.PermPossessorAll|keyring.PermUserView); err != nil {
+			t.Fatal(err)
+		}
+	})
+	other.do(func() {
+		if _, err := keyring.Read(key); err == nil {
+			t.Error("a thread without the link read the key")
+		}
+	})
+	keys.do(func() {
+		if _, err := sk.Attach([]config.Keyring{{Serial: shared}}, 0); err != nil {
+			t.Fatal(err)
+		}
+		serial, payload, err := sk.SearchPSK("NVMe0R01 shared")
+		if err != nil || keyring.Serial(serial) != key || string(payload) != "secret" {
+			t.Fatalf("SearchPSK = %d %q %v", serial, payload, err)
+		}
+		if _, p, err := sk.ReadPSK(int32(key)); err != nil || string(p) != "secret" {
+			t.Errorf("ReadPSK = %q %v", p, err)
+		}
+	})
+}
