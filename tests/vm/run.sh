@@ -448,6 +448,17 @@ check_scenarios() {
 
 GUEST_SHELL=0
 KVER=
+# One VM at a time per WORKDIR: builds share the cache, and boots under
+# TCG are CPU-bound. Concurrent invocations wait their turn.
+if [ "${1:-all}" != clean ] && [ -z "${TLSHD_VM_LOCKED:-}" ]; then
+	mkdir -p "$WORKDIR"
+	exec 9>"$WORKDIR/.lock"
+	if ! flock -n 9; then
+		log "another run holds $WORKDIR/.lock; waiting"
+		flock 9
+	fi
+	export TLSHD_VM_LOCKED=1
+fi
 case "${1:-all}" in
 clean) rm -rf "$WORKDIR" ;;
 build) build_all; log "built: kernel $KVER, ${ROOT_IMAGE##*/} in $WORKDIR" ;;
