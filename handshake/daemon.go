@@ -46,15 +46,19 @@ type Notifier interface {
 type Keyring interface {
 	// Attach makes the keyrings a request needs (the policy's, and the
 	// consumer's from the ACCEPT reply, 0 if absent) reachable from this
-	// thread, so that their keys are possessed and readable. detach
-	// undoes it.
-	Attach(rings []config.Keyring, requestRing int32) (detach func(), err error)
+	// thread, so that their keys are possessed and readable. It returns
+	// their serials, the keyrings the request may search; detach undoes
+	// it.
+	Attach(rings []config.Keyring, requestRing int32) (attached []int32, detach func(), err error)
 	// ReadPSK reads a PSK by serial: its description (the identity) and
 	// payload.
 	ReadPSK(serial int32) (identity string, key []byte, err error)
-	// SearchPSK finds the PSK whose description is identity; not found
-	// is an error wrapping keyring.ErrNotFound.
-	SearchPSK(identity string) (serial int32, key []byte, err error)
+	// SearchPSK finds the PSK whose description is identity in the
+	// given keyrings (those Attach returned), in order; not found is an
+	// error wrapping keyring.ErrNotFound. It must search nothing else:
+	// the key thread also reaches every keyring other consumers handed
+	// over, and a target must not accept a key from a host's own keyring.
+	SearchPSK(rings []int32, identity string) (serial int32, key []byte, err error)
 	// Read returns a key's payload (DER certificates and private keys).
 	Read(serial int32) ([]byte, error)
 	// Share runs on the thread that sends ACCEPT: it makes that thread's
@@ -143,7 +147,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if shared != 0 {
 		// Linked for good: every request may need it.
-		if _, err := keys.Attach([]config.Keyring{{Serial: shared}}, 0); err != nil {
+		if _, _, err := keys.Attach([]config.Keyring{{Serial: shared}}, 0); err != nil {
 			d.log().Warn("linking the accept thread's keyring", "err", err)
 		}
 	}

@@ -30,26 +30,53 @@ import (
 	"github.com/tlshd-go/tlshd-go/keyring"
 )
 
-// memKeyring is an in-memory Keyring: serial → (description, payload).
+// memKeyring is an in-memory Keyring: serial → (keyring, description,
+// payload). Keys added with add are in ".nvme"; named keyrings of the
+// policy map to the serials in rings.
 type memKeyring struct {
-	mu   sync.Mutex
-	keys map[int32]memKey
+	mu    sync.Mutex
+	keys  map[int32]memKey
+	rings map[string]int32
 }
 
 type memKey struct {
+	ring    int32
 	desc    string
 	payload []byte
 }
 
-func newMemKeyring() *memKeyring { return &memKeyring{keys: map[int32]memKey{}} }
+const nvmeRing = 1000
 
-func (k *memKeyring) add(serial int32, desc string, payload []byte) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.keys[serial] = memKey{desc, bytes.Clone(payload)}
+func newMemKeyring() *memKeyring {
+	return &memKeyring{keys: map[int32]memKey{}, rings: map[string]int32{".nvme": nvmeRing}}
 }
 
-func (k *memKeyring) Attach([]config.Keyring, int32) (func(), error) { return func() {}, nil }
+func (k *memKeyring) add(serial int32, desc string, payload []byte) {
+	k.addIn(nvmeRing, serial, desc, payload)
+}
+
+func (k *memKeyring) addIn(ring, serial int32, desc string, payload []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.keys[serial] = memKey{ring, desc, bytes.Clone(payload)}
+}
+
+func (k *memKeyring) Attach(rings []config.Keyring, request int32) ([]int32, func(), error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []int32
+	for _, r := range rings {
+		if s, ok := k.rings[r.Name]; ok {
+			out = append(out, s)
+		} else if r.Serial != 0 {
+			out = append(out, r.Serial)
+		}
+	}
+	if request != 0 {
+		out = append(out, request)
+	}
+	return out, func() {}, nil
+}
 
 func (k *memKeyring) ReadPSK(serial int32) (string, []byte, error) {
 	k.mu.Lock()
@@ -61,12 +88,14 @@ func (k *memKeyring) ReadPSK(serial int32) (string, []byte, error) {
 	return key.desc, bytes.Clone(key.payload), nil
 }
 
-func (k *memKeyring) SearchPSK(identity string) (int32, []byte, error) {
+func (k *memKeyring) SearchPSK(rings []int32, identity string) (int32, []byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	for serial, key := range k.keys {
-		if key.desc == identity {
-			return serial, bytes.Clone(key.payload), nil
+	for _, ring := range rings {
+		for serial, key := range k.keys {
+			if key.ring == ring && key.desc == identity {
+				return serial, bytes.Clone(key.payload), nil
+			}
 		}
 	}
 	return 0, nil, fmt.Errorf("%q: %w", identity, keyring.ErrNotFound)
@@ -716,3 +745,26 @@ func TestDoneStatus(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestServerSearchesOnlyItsKeyrings: a host that offers the target's
+// identity from a keyring of its own, with another secret (nvme connect
+// keyring=...), must fail, although the daemon serving both ends can read
+// that key: the target looks the identity up only in its own keyrings.
+func TestServerSearchesOnlyItsKeyrings(t *testing.T) {
+	td := newTestDaemon(t, "")
+	td.keys.add(1, nvmeID, key32(1))         // .nvme, the target's
+	td.keys.addIn(2000, 2, nvmeID, key32(9)) // the host's own keyring
+	host, tgtConn := socketPair(t)
+	tgt, err := tgtConn.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	td.start()
+	ph := td.fk.Submit(int(host.Fd()), fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.PSK, PeerIdentities: []int32{2}})
+	pt := td.fk.Submit(int(tgt.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK})
+	rh, rt := wait(t, ph), wait(t, pt)
+	if rh.Status != syscall.EACCES || rt.Status != syscall.EACCES {
+		t.Errorf("host %v target %v, want EACCES both (the target must use its .nvme key)\n%s", rh.Status, rt.Status, td.logs)
+	}
+}

@@ -56,7 +56,7 @@ func zeroPSKs(psks []tls13.PSK) {
 }
 
 // pskHandshake runs a PSK handshake in the request's role.
-func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, keys Keyring, o *outcome, psks []tls13.PSK,
+func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, keys Keyring, rings []int32, o *outcome, psks []tls13.PSK,
 	policy *config.Policy, settings *config.Settings) (*tls13.Session, error) {
 	cfg := &tls13.Config{
 		CipherSuites: settings.CipherSuites,
@@ -69,7 +69,7 @@ func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, keys Keyring, 
 		o.identity = string(psks[0].Identity)
 		c = tls13.Client(conn, cfg)
 	} else {
-		lookup := &pskLookup{keys: keys, policy: policy, match: config.Match{Role: config.Server, Addr: o.peer.Addr(), PeerName: o.peerName}}
+		lookup := &pskLookup{keys: keys, rings: rings, policy: policy, match: config.Match{Role: config.Server, Addr: o.peer.Addr(), PeerName: o.peerName}}
 		defer lookup.zero()
 		cfg.GetPSK = lookup.get
 		c = tls13.Server(conn, cfg)
@@ -91,6 +91,7 @@ func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, keys Keyring, 
 // keyring, and narrows the settings to the policy for that identity.
 type pskLookup struct {
 	keys   Keyring
+	rings  []int32 // the request's keyrings: where a client's identity may be found
 	policy *config.Policy
 	match  config.Match
 
@@ -104,7 +105,7 @@ func (l *pskLookup) get(identity []byte) (*tls13.PSK, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	id := string(identity)
-	serial, key, err := l.keys.SearchPSK(id)
+	serial, key, err := l.keys.SearchPSK(l.rings, id)
 	if errors.Is(err, keyring.ErrNotFound) {
 		return nil, fmt.Errorf("no PSK %q in the keyring: %w", id, tls13.ErrUnknownPSK)
 	}

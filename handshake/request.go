@@ -76,7 +76,7 @@ func (d *Daemon) run(ctx context.Context, keys Keyring, req genl.Request, o *out
 	o.peer = peerAddr(fd)
 
 	// Link the keyrings first: keys must be possessed to be read.
-	detach, err := keys.Attach(policy.Global().Keyrings, req.Keyring)
+	attached, detach, err := keys.Attach(policy.Global().Keyrings, req.Keyring)
 	if err != nil {
 		d.log().Warn("linking keyrings", "err", err)
 	}
@@ -117,7 +117,7 @@ func (d *Daemon) run(ctx context.Context, keys Keyring, req genl.Request, o *out
 	var session *tls13.Session
 	switch req.Auth {
 	case genl.PSK:
-		session, err = d.pskHandshake(ctx, conn, keys, o, psks, policy, settings)
+		session, err = d.pskHandshake(ctx, conn, keys, attached, o, psks, policy, settings)
 	case genl.X509, genl.Unauth:
 		session, err = d.x509Handshake(ctx, conn, keys, req, o, settings)
 	default:

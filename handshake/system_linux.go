@@ -2,6 +2,7 @@ package handshake
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -39,7 +40,7 @@ type SystemKeyring struct {
 }
 
 // Attach implements Keyring.
-func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) (func(), error) {
+func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) ([]int32, func(), error) {
 	want := make([]keyring.Serial, 0, len(rings)+1)
 	for _, r := range rings {
 		serial := keyring.Serial(r.Serial)
@@ -55,6 +56,7 @@ func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) (func(
 		want = append(want, keyring.Serial(requestRing))
 	}
 	var linked []keyring.Serial
+	var attached []int32
 	var errs []error
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -71,6 +73,7 @@ func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) (func(
 		}
 		k.refs[s]++
 		linked = append(linked, s)
+		attached = append(attached, int32(s))
 	}
 	detach := func() {
 		k.mu.Lock()
@@ -82,7 +85,7 @@ func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) (func(
 			}
 		}
 	}
-	return detach, errors.Join(errs...)
+	return attached, detach, errors.Join(errs...)
 }
 
 // resolve maps a keyring name to its serial through /proc/keys, caching
@@ -132,17 +135,17 @@ func (k *SystemKeyring) ReadPSK(serial int32) (string, []byte, error) {
 	return d.Description, key, nil
 }
 
-// SearchPSK implements Keyring: the thread keyring (what Attach linked),
-// then the process keyring (where the kernel linked the consumer's
-// keyring at ACCEPT).
-func (k *SystemKeyring) SearchPSK(identity string) (int32, []byte, error) {
+// SearchPSK implements Keyring: each of the request's keyrings in turn.
+// The keyrings are reachable through the thread keyring, so what is
+// found is possessed and readable.
+func (k *SystemKeyring) SearchPSK(rings []int32, identity string) (int32, []byte, error) {
 	typ := k.PSKType
 	if typ == "" {
 		typ = "psk"
 	}
 	var firstErr error
-	for _, ring := range []keyring.Serial{keyring.Thread, keyring.Process} {
-		serial, err := keyring.Search(ring, typ, identity)
+	for _, ring := range rings {
+		serial, err := keyring.Search(keyring.Serial(ring), typ, identity)
 		if err != nil {
 			if firstErr == nil || errors.Is(firstErr, keyring.ErrNotFound) {
 				firstErr = err
@@ -154,6 +157,9 @@ func (k *SystemKeyring) SearchPSK(identity string) (int32, []byte, error) {
 			return 0, nil, err
 		}
 		return int32(serial), key, nil
+	}
+	if firstErr == nil {
+		firstErr = fmt.Errorf("no keyring to search for %q: %w", identity, keyring.ErrNotFound)
 	}
 	return 0, nil, firstErr
 }

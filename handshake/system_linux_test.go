@@ -54,18 +54,21 @@ func TestSystemKeyring(t *testing.T) {
 	sk := &SystemKeyring{PSKType: "user"}
 	rings := []config.Keyring{{Name: name}, {Name: ".no-such-keyring"}}
 	th.do(func() {
-		detach1, err := sk.Attach(rings, 0)
+		attached, detach1, err := sk.Attach(rings, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		detach2, err := sk.Attach(rings, 0)
+		if len(attached) != 1 || keyring.Serial(attached[0]) != ring {
+			t.Errorf("attached %v, want [%v] (the missing keyring is skipped)", attached, ring)
+		}
+		_, detach2, err := sk.Attach(rings, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !slices.Contains(threadRingMembers(t), ring) {
 			t.Fatal("keyring not linked into the thread keyring")
 		}
-		serial, payload, err := sk.SearchPSK("NVMe0R01 host subsys")
+		serial, payload, err := sk.SearchPSK(attached, "NVMe0R01 host subsys")
 		if err != nil || keyring.Serial(serial) != key || !bytes.Equal(payload, []byte("0123456789abcdef0123456789abcdef")) {
 			t.Fatalf("SearchPSK = %d %q %v", serial, payload, err)
 		}
@@ -73,7 +76,7 @@ func TestSystemKeyring(t *testing.T) {
 		if err != nil || id != "NVMe0R01 host subsys" {
 			t.Errorf("ReadPSK = %q %v", id, err)
 		}
-		if _, _, err := sk.SearchPSK("NVMe0R01 nobody"); !errors.Is(err, keyring.ErrNotFound) {
+		if _, _, err := sk.SearchPSK(attached, "NVMe0R01 nobody"); !errors.Is(err, keyring.ErrNotFound) {
 			t.Errorf("unknown identity: %v", err)
 		}
 		detach1()
@@ -123,10 +126,11 @@ func TestShareProcessKeyring(t *testing.T) {
 		}
 	})
 	keys.do(func() {
-		if _, err := sk.Attach([]config.Keyring{{Serial: shared}}, 0); err != nil {
+		attached, _, err := sk.Attach([]config.Keyring{{Serial: shared}}, 0)
+		if err != nil {
 			t.Fatal(err)
 		}
-		serial, payload, err := sk.SearchPSK("NVMe0R01 shared")
+		serial, payload, err := sk.SearchPSK(attached, "NVMe0R01 shared")
 		if err != nil || keyring.Serial(serial) != key || string(payload) != "secret" {
 			t.Fatalf("SearchPSK = %d %q %v", serial, payload, err)
 		}

@@ -72,13 +72,13 @@ type threadKeyring struct {
 	k Keyring
 }
 
-func (k *threadKeyring) Attach(rings []config.Keyring, requestRing int32) (detach func(), err error) {
+func (k *threadKeyring) Attach(rings []config.Keyring, requestRing int32) (attached []int32, detach func(), err error) {
 	var inner func()
-	k.t.do(func() { inner, err = k.k.Attach(rings, requestRing) })
+	k.t.do(func() { attached, inner, err = k.k.Attach(rings, requestRing) })
 	if inner == nil {
-		return nil, err
+		return attached, nil, err
 	}
-	return func() { k.t.do(inner) }, err
+	return attached, func() { k.t.do(inner) }, err
 }
 
 func (k *threadKeyring) ReadPSK(serial int32) (id string, key []byte, err error) {
@@ -86,8 +86,8 @@ func (k *threadKeyring) ReadPSK(serial int32) (id string, key []byte, err error)
 	return
 }
 
-func (k *threadKeyring) SearchPSK(identity string) (serial int32, key []byte, err error) {
-	k.t.do(func() { serial, key, err = k.k.SearchPSK(identity) })
+func (k *threadKeyring) SearchPSK(rings []int32, identity string) (serial int32, key []byte, err error) {
+	k.t.do(func() { serial, key, err = k.k.SearchPSK(rings, identity) })
 	return
 }
 

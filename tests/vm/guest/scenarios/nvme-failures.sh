@@ -17,6 +17,11 @@
 #   fd-leak      >= FD_HANDSHAKES handshakes (connect/disconnect loops): the
 #                daemon's fd count (/proc/PID/fd) must be the same before and
 #                after; RSS and PSS before/after are reported.
+#   Expected DONE statuses (the kernel records the negated errno), checked
+#   when set: EXPECT_WRONG_PSK_STATUS, EXPECT_MISSING_KEY_STATUS, e.g.
+#   "-13" or "-13/-13" for host/target; "auto" means -13 (EACCES) and
+#   -129 (EKEYREJECTED) on both ends for tlshd-go and no check for
+#   /usr/sbin/tlshd.                                                  [auto]
 # Settings: FAIL_CASES [wrong-psk missing-key restart fd-leak],
 #   FAIL_PROMPT_SECONDS [5], FD_HANDSHAKES [200],
 #   FD_CONNECT_ARGS [--nr-write-queues=2 --nr-poll-queues=2] (more queues,
@@ -28,6 +33,18 @@
 : "${FD_HANDSHAKES:=200}" "${FD_CONNECT_ARGS=--nr-write-queues=2 --nr-poll-queues=2}"
 P=nqn.2024-01.io.tlshd-go:fail
 EXPECT_R=$(expectation "${EXPECT_RESTART:-auto}" "$DAEMON")
+# What our daemon must report; the reference's statuses are only recorded.
+want_status() {   # EXPECT value, tlshd-go's
+	case $1 in
+	auto) [ "${DAEMON##*/}" = tlshd ] || echo "$2/$2" ;;
+	*/*) echo "$1" ;;
+	*) echo "$1/$1" ;;
+	esac
+}
+declare -A WANT_STATUS=(
+	[wrong-psk]=$(want_status "${EXPECT_WRONG_PSK_STATUS:-auto}" -13)
+	[missing-key]=$(want_status "${EXPECT_MISSING_KEY_STATUS:-auto}" -129)
+)
 
 ram_disks 4 16 || die "brd"
 nvmet_port 1 "$ADDR" "$SVCID" || die "nvmet port"
@@ -79,6 +96,12 @@ must_fail_promptly() {   # case nqn
 	result "${c}_cancel" "${TRC[cancel]}"
 	[ -n "${TRC[host_status]:-}" ] || fail "$c: no non-zero handshake_complete for the host end"
 	[ -n "${TRC[target_status]:-}" ] || fail "$c: no non-zero handshake_complete for the target end"
+	local want=${WANT_STATUS[$c]:-}
+	if [ -n "$want" ]; then
+		result "${c}_status_expected" "$want"
+		[ "${TRC[host_status]:-}/${TRC[target_status]:-}" = "$want" ] ||
+			fail "$c: statuses host/target ${TRC[host_status]:-none}/${TRC[target_status]:-none}, want $want"
+	fi
 	((TRC[complete_ok] == 0)) || fail "$c: ${TRC[complete_ok]} handshakes succeeded"
 	tls_stat
 	((TLS_TX + TLS_RX == 0)) || fail "$c: kTLS sockets left: $TLS_TX/$TLS_RX"
