@@ -27,6 +27,7 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake/genl/fakekernel"
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 	"github.com/tlshd-go/tlshd-go/keyring"
 )
 
@@ -176,7 +177,7 @@ type testDaemon struct {
 	keys   *memKeyring
 	inst   *recordingInstaller
 	policy *config.Holder
-	logs   *bytes.Buffer
+	logs   *testtool.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -200,31 +201,20 @@ func newTestDaemon(t testing.TB, policy string) *testDaemon {
 		t.Fatal(err)
 	}
 	td := &testDaemon{fk: fk, keys: newMemKeyring(), inst: &recordingInstaller{},
-		policy: config.NewHolder(mustPolicy(t, policy)), logs: &bytes.Buffer{}}
+		policy: config.NewHolder(mustPolicy(t, policy)), logs: &testtool.Buffer{}}
 	td.Daemon = &Daemon{
 		Kernel:    gc,
 		Ready:     readyChan{c: fk.Ready()},
 		Keyring:   td.keys,
 		Installer: td.inst,
 		Policy:    td.policy.Load,
-		Log:       slog.New(slog.NewTextHandler(&syncWriter{w: td.logs}, nil)),
+		Log:       slog.New(slog.NewTextHandler(td.logs, nil)),
 	}
 	t.Cleanup(func() {
 		td.stop(t)
 		gc.Close()
 	})
 	return td
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 func (td *testDaemon) start() {

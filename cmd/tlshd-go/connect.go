@@ -2,11 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
@@ -16,59 +17,81 @@ import (
 // to the peer and the peer's data to stdout. When stdin ends it sends
 // close_notify and keeps reading until the peer closes. The exit status
 // is 0 only if the handshake succeeded (and the transfer did not fail).
+// With --cert/--ca it checks a certificate setup as the daemon would for
+// NFS (--servername is then the name the server must prove).
 func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("connect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var tf tlsFlags
-	tf.register(fs)
-	serverName := fs.String("servername", "", "server_name (SNI) to send")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tlshd-go connect [flags] HOST:PORT")
-		fs.PrintDefaults()
+	c := newTLSCommand("connect", "HOST:PORT", stderr)
+	serverName := c.fs.String("servername", "", "PSK: server_name (SNI) to send; x509: the name the server must prove (default: HOST)")
+	addr, code := c.parse(args)
+	if code != 0 {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	ctx, cancel := context.WithTimeout(context.Background(), c.tf.timeout.d)
+	defer cancel()
+
+	if c.x509 {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return c.fail(err)
+		}
+		c.cert.ServerName = *serverName
+		if c.cert.ServerName == "" {
+			c.cert.ServerName = host
+		}
+		ip, _ := netip.ParseAddr(host)
+		cfg, err := c.cert.ClientConfig(ip)
+		if err != nil {
+			return c.fail(err)
+		}
+		cfg.MinVersion, cfg.SessionTicketsDisabled = tls.VersionTLS13, true
+		raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return c.fail(err)
+		}
+		conn := tls.Client(raw, cfg)
+		defer conn.Close()
+		if err := conn.HandshakeContext(ctx); err != nil {
+			return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
+		}
+		describeTLS(stderr, "connected to "+addr, conn.ConnectionState())
+		if err := copyBoth(conn, stdin, stdout); err != nil {
+			return c.fail(err)
+		}
+		return 0
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "tlshd-go connect: %v\n", err)
-		return 1
-	}
-	cfg, err := tf.config()
+
+	cfg, psk, err := c.pskConfig()
 	if err != nil {
-		return fail(err)
-	}
-	psk, err := tf.resolvePSK()
-	if err != nil {
-		return fail(err)
+		return c.fail(err)
 	}
 	cfg.PSKs = []tls13.PSK{*psk}
 	cfg.ServerName = *serverName
-
-	ctx, cancel := context.WithTimeout(context.Background(), tf.timeout.d)
-	defer cancel()
-	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", fs.Arg(0))
+	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return fail(err)
+		return c.fail(err)
 	}
 	conn := tls13.Client(raw, cfg)
 	defer conn.Close()
 	if err := conn.Handshake(ctx); err != nil {
-		return fail(fmt.Errorf("handshake with %s: %w", fs.Arg(0), err))
+		return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
 	}
-	describe(stderr, "connected to "+fs.Arg(0), conn.State())
+	describe(stderr, "connected to "+addr, conn.State())
 	if err := copyBoth(conn, stdin, stdout); err != nil {
-		return fail(err)
+		return c.fail(err)
 	}
 	return 0
 }
 
+// halfCloser is a connection whose sending side can be closed with
+// close_notify: tls13.Conn and tls.Conn.
+type halfCloser interface {
+	io.ReadWriter
+	CloseWrite() error
+}
+
 // copyBoth copies in to conn and conn to out; the end of in becomes
 // close_notify, and it returns once the peer has closed.
-func copyBoth(conn *tls13.Conn, in io.Reader, out io.Writer) error {
+func copyBoth(conn halfCloser, in io.Reader, out io.Writer) error {
 	var wg sync.WaitGroup
 	var werr error
 	wg.Add(1)
@@ -88,7 +111,7 @@ func copyBoth(conn *tls13.Conn, in io.Reader, out io.Writer) error {
 	return errors.Join(rerr, werr)
 }
 
-// describe prints what a handshake negotiated, for operators.
+// describe prints what a PSK handshake negotiated, for operators.
 func describe(w io.Writer, what string, s tls13.Session) {
 	group := s.Group.String()
 	if s.PSKMode == tls13.PSKModeKE {

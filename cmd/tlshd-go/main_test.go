@@ -1,39 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"crypto"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tlshd-go/tlshd-go/config"
+	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 	"github.com/tlshd-go/tlshd-go/keyring/nvme"
 )
-
-// syncBuffer is a bytes.Buffer safe for a command writing while a test
-// reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -47,13 +28,13 @@ func freeAddr(t *testing.T) string {
 
 // serveOnce runs `tlshd-go serve --once` in the background and waits for
 // it to listen.
-func serveOnce(t *testing.T, args ...string) (addr string, stderr *syncBuffer, done chan int) {
+func serveOnce(t *testing.T, args ...string) (addr string, stderr *testtool.Buffer, done chan int) {
 	t.Helper()
 	addr = freeAddr(t)
-	stderr = &syncBuffer{}
+	stderr = &testtool.Buffer{}
 	done = make(chan int, 1)
 	go func() {
-		done <- run(append(append([]string{"serve", "--once"}, args...), addr), nil, &syncBuffer{}, stderr)
+		done <- run(append(append([]string{"serve", "--once"}, args...), addr), nil, &testtool.Buffer{}, stderr)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(stderr.String(), "listening on") {
@@ -82,7 +63,7 @@ func TestConnectServeEcho(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"--psk-identity", testID, "--psk", key}, tc.extra...)
 			addr, serr, done := serveOnce(t, args...)
-			var out, cerr syncBuffer
+			var out, cerr testtool.Buffer
 			code := run(append(append([]string{"connect"}, args...), addr), strings.NewReader("hello, target\n"), &out, &cerr)
 			if code != 0 {
 				t.Fatalf("connect exited %d: %s", code, cerr.String())
@@ -107,9 +88,9 @@ func TestConnectFailures(t *testing.T) {
 	key := strings.Repeat("ab", 32)
 	t.Run("wrong key", func(t *testing.T) {
 		addr, _, done := serveOnce(t, "--psk-identity", testID, "--psk", key)
-		var cerr syncBuffer
+		var cerr testtool.Buffer
 		code := run([]string{"connect", "--psk-identity", testID, "--psk", strings.Repeat("cd", 32), addr},
-			strings.NewReader(""), &syncBuffer{}, &cerr)
+			strings.NewReader(""), &testtool.Buffer{}, &cerr)
 		if code == 0 || !strings.Contains(cerr.String(), "decrypt_error") {
 			t.Errorf("exit %d, stderr %q", code, cerr.String())
 		}
@@ -117,9 +98,9 @@ func TestConnectFailures(t *testing.T) {
 	})
 	t.Run("unknown identity", func(t *testing.T) {
 		addr, _, done := serveOnce(t, "--psk-identity", testID, "--psk", key)
-		var cerr syncBuffer
+		var cerr testtool.Buffer
 		code := run([]string{"connect", "--psk-identity", "NVMe0R01 someone else", "--psk", key, addr},
-			strings.NewReader(""), &syncBuffer{}, &cerr)
+			strings.NewReader(""), &testtool.Buffer{}, &cerr)
 		if code == 0 || !strings.Contains(cerr.String(), "unknown_psk_identity") {
 			t.Errorf("exit %d, stderr %q", code, cerr.String())
 		}
@@ -133,8 +114,8 @@ func TestConnectFailures(t *testing.T) {
 			{"connect", "--psk", "00", "--psk-identity", "x", "--groups", "x448", "127.0.0.1:1"},
 			{"connect", "--psk", "NVMeTLSkey-1:01:VRLbtnN9AQb2WXW3c9+wEf/DRLz0QuLdbYvEhwtdWwNf9LrZ:", "--psk-identity", "not nvme", "127.0.0.1:1"},
 		} {
-			var cerr syncBuffer
-			if code := run(args, strings.NewReader(""), &syncBuffer{}, &cerr); code != 1 {
+			var cerr testtool.Buffer
+			if code := run(args, strings.NewReader(""), &testtool.Buffer{}, &cerr); code != 1 {
 				t.Errorf("%v: exit %d, stderr %q", args, code, cerr.String())
 			}
 		}
@@ -155,7 +136,7 @@ func TestInterchangeKey(t *testing.T) {
 	}
 	derived := hex.EncodeToString(nvme.TLSPSK(id, nvme.RetainedKey(parsed, id.HostNQN)))
 	addr, serr, done := serveOnce(t, "--psk-identity", testID, "--psk", derived)
-	var out, cerr syncBuffer
+	var out, cerr testtool.Buffer
 	code := run([]string{"connect", "--psk-identity", testID, "--psk", ic, addr}, strings.NewReader("x"), &out, &cerr)
 	if code != 0 || out.String() != "x" {
 		t.Fatalf("exit %d out %q: %s / %s", code, out.String(), cerr.String(), serr.String())
@@ -182,7 +163,7 @@ func TestHashDefaults(t *testing.T) {
 }
 
 func TestCheckAndImport(t *testing.T) {
-	var out, errb syncBuffer
+	var out, errb testtool.Buffer
 	if code := run([]string{"check", "-c", "../../config/example.toml"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("check example.toml: %d %s", code, errb.String())
 	}
@@ -192,13 +173,13 @@ func TestCheckAndImport(t *testing.T) {
 
 	bad := t.TempDir() + "/bad.toml"
 	os.WriteFile(bad, []byte("[global]\nmax_concurrent = 0\ncolour = 1\n"), 0o600)
-	errb = syncBuffer{}
-	if code := run([]string{"check", "-c", bad}, nil, &syncBuffer{}, &errb); code != 1 ||
+	errb = testtool.Buffer{}
+	if code := run([]string{"check", "-c", bad}, nil, &testtool.Buffer{}, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "bad.toml:2") || !strings.Contains(errb.String(), "bad.toml:3") {
 		t.Errorf("check of a bad file: %d %q", code, errb.String())
 	}
 
-	out, errb = syncBuffer{}, syncBuffer{}
+	out, errb = testtool.Buffer{}, testtool.Buffer{}
 	if code := run([]string{"config", "import", "../../config/testdata/tlshd.conf"}, nil, &out, &errb); code != 0 {
 		t.Fatalf("import: %d %s", code, errb.String())
 	}
@@ -212,7 +193,7 @@ func TestCheckAndImport(t *testing.T) {
 
 // TestTlshdConfFallback: "-c /etc/tlshd.conf" keeps working.
 func TestTlshdConfFallback(t *testing.T) {
-	var logs syncBuffer
+	var logs testtool.Buffer
 	p, err := loadPolicy("../../config/testdata/tlshd.conf", newLogger(&logs, nil))
 	if err != nil {
 		t.Fatal(err)
@@ -226,8 +207,8 @@ func TestTlshdConfFallback(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
-	var errb syncBuffer
-	if code := run([]string{"--version"}, nil, &syncBuffer{}, &errb); code != 0 {
+	var errb testtool.Buffer
+	if code := run([]string{"--version"}, nil, &testtool.Buffer{}, &errb); code != 0 {
 		t.Fatal(code)
 	}
 	// blktests: tlshd --version |& sed 's/.*utils \([0-9^.]*\).*/\1/'
@@ -243,12 +224,71 @@ func TestVersion(t *testing.T) {
 }
 
 func TestDaemonWithoutKernelSupport(t *testing.T) {
-	var errb syncBuffer
-	if run([]string{"probe"}, nil, &syncBuffer{}, &errb) == 0 {
+	var errb testtool.Buffer
+	if run([]string{"probe"}, nil, &testtool.Buffer{}, &errb) == 0 {
 		t.Skip("this kernel has the handshake family")
 	}
-	code := run([]string{"-s"}, nil, &syncBuffer{}, &errb)
+	code := run([]string{"-s"}, nil, &testtool.Buffer{}, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "CONFIG_NET_HANDSHAKE") {
 		t.Errorf("exit %d, %q", code, errb.String())
 	}
+}
+
+func TestConnectServeX509(t *testing.T) {
+	dir := t.TempDir()
+	ca := certstest.NewCA(t, certstest.ECDSAP256, "cli CA")
+	srv := ca.Leaf(t, certstest.ECDSAP256, certstest.DNS("nfs.example.com"), certstest.IPs("127.0.0.1"))
+	cli := ca.Leaf(t, certstest.Ed25519, certstest.CN("cli client"), certstest.DNS("client.example.com"))
+	w := func(name string, b []byte) string { return certstest.WriteFile(t, dir, name, b) }
+	caFile := w("ca.pem", certstest.CertPEM(ca.Cert))
+	srvCert, srvKey := w("srv.pem", certstest.CertPEM(srv.Chain()...)), w("srv.key", certstest.KeyPEM(t, srv.Key))
+	cliCert, cliKey := w("cli.pem", certstest.CertPEM(cli.Chain()...)), w("cli.key", certstest.KeyPEM(t, cli.Key))
+
+	t.Run("mutual", func(t *testing.T) {
+		addr, serr, done := serveOnce(t, "--cert", srvCert, "--key", srvKey, "--ca", caFile, "--require-client-cert")
+		var out, cerr testtool.Buffer
+		code := run([]string{"connect", "--ca", caFile, "--cert", cliCert, "--key", cliKey,
+			"--servername", "nfs.example.com", addr}, strings.NewReader("over x509\n"), &out, &cerr)
+		if code != 0 || out.String() != "over x509\n" {
+			t.Fatalf("exit %d out %q: %s", code, out.String(), cerr.String())
+		}
+		if <-done != 0 || !strings.Contains(serr.String(), "cli client") {
+			t.Errorf("serve: %s", serr.String())
+		}
+	})
+	t.Run("IP address as the name", func(t *testing.T) {
+		addr, _, done := serveOnce(t, "--cert", srvCert, "--key", srvKey)
+		var cerr testtool.Buffer
+		if code := run([]string{"connect", "--ca", caFile, addr}, strings.NewReader(""), &testtool.Buffer{}, &cerr); code != 0 {
+			t.Errorf("exit %d: %s", code, cerr.String())
+		}
+		<-done
+	})
+	t.Run("refusals", func(t *testing.T) {
+		for _, tc := range []struct {
+			name           string
+			serve, connect []string
+		}{
+			{"wrong server name", []string{"--cert", srvCert, "--key", srvKey},
+				[]string{"--ca", caFile, "--servername", "other.example.com"}},
+			{"untrusted server", []string{"--cert", srvCert, "--key", srvKey},
+				[]string{"--x509", "--servername", "nfs.example.com"}},
+			{"no client certificate", []string{"--cert", srvCert, "--key", srvKey, "--ca", caFile, "--require-client-cert"},
+				[]string{"--ca", caFile, "--servername", "nfs.example.com"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				addr, _, done := serveOnce(t, tc.serve...)
+				var out, cerr testtool.Buffer
+				code := run(append(append([]string{"connect"}, tc.connect...), addr), strings.NewReader("x"), &out, &cerr)
+				// In TLS 1.3 a client learns of a rejected certificate
+				// only on its first read: the exit status says so then.
+				if code == 0 {
+					t.Errorf("connect succeeded: %s", cerr.String())
+				}
+				if sc := <-done; sc == 0 {
+					t.Errorf("serve's handshake succeeded")
+				}
+			})
+		}
+	})
 }

@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"crypto/subtle"
-	"flag"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -16,56 +16,78 @@ import (
 )
 
 // runServe is `tlshd-go serve`: a TLS 1.3 server that echoes what each
-// client sends, one goroutine per connection, until interrupted.
+// client sends, one goroutine per connection, until interrupted. With
+// --cert it serves x509 (--ca, --crl, --require-client-cert,
+// --allowed-name check clients as the daemon would).
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var tf tlsFlags
-	tf.register(fs)
-	once := fs.Bool("once", false, "serve a single connection, then exit with its handshake's status")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tlshd-go serve [flags] ADDR")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	fail := func(err error) int {
-		fmt.Fprintf(stderr, "tlshd-go serve: %v\n", err)
-		return 1
-	}
-	cfg, err := tf.config()
-	if err != nil {
-		return fail(err)
-	}
-	if tf.noDHE {
-		cfg.PSKModes = []tls13.PSKMode{tls13.PSKModeKE}
-	}
-	psk, err := tf.resolvePSK()
-	if err != nil {
-		return fail(err)
-	}
-	cfg.GetPSK = func(identity []byte) (*tls13.PSK, error) {
-		if subtle.ConstantTimeCompare(identity, psk.Identity) != 1 {
-			return nil, fmt.Errorf("identity %q: %w", identity, tls13.ErrUnknownPSK)
-		}
-		p := *psk
-		return &p, nil
+	c := newTLSCommand("serve", "ADDR", stderr)
+	once := c.fs.Bool("once", false, "serve a single connection, then exit with its handshake's status")
+	c.fs.BoolVar(&c.cert.RequireClientCert, "require-client-cert", false, "x509: mutual TLS; without it a client certificate is verified if sent")
+	addr, code := c.parse(args)
+	if code != 0 {
+		return code
 	}
 
-	l, err := net.Listen("tcp", fs.Arg(0))
+	var handshake func(ctx context.Context, raw net.Conn) (io.ReadWriteCloser, error)
+	if c.x509 {
+		cfg, err := c.cert.ServerConfig()
+		if err != nil {
+			return c.fail(err)
+		}
+		cfg.MinVersion, cfg.SessionTicketsDisabled = tls.VersionTLS13, true
+		handshake = func(ctx context.Context, raw net.Conn) (io.ReadWriteCloser, error) {
+			conn := tls.Server(raw, cfg)
+			if err := conn.HandshakeContext(ctx); err != nil {
+				return conn, err
+			}
+			describeTLS(stderr, "accepted "+raw.RemoteAddr().String(), conn.ConnectionState())
+			return conn, nil
+		}
+	} else {
+		cfg, psk, err := c.pskConfig()
+		if err != nil {
+			return c.fail(err)
+		}
+		cfg.GetPSK = func(identity []byte) (*tls13.PSK, error) {
+			if subtle.ConstantTimeCompare(identity, psk.Identity) != 1 {
+				return nil, fmt.Errorf("identity %q: %w", identity, tls13.ErrUnknownPSK)
+			}
+			p := *psk
+			return &p, nil
+		}
+		handshake = func(ctx context.Context, raw net.Conn) (io.ReadWriteCloser, error) {
+			conn := tls13.Server(raw, cfg)
+			if err := conn.Handshake(ctx); err != nil {
+				return conn, err
+			}
+			describe(stderr, "accepted "+raw.RemoteAddr().String(), conn.State())
+			return conn, nil
+		}
+	}
+
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fail(err)
+		return c.fail(err)
 	}
 	fmt.Fprintf(stderr, "listening on %s\n", l.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); l.Close() }()
 
+	serveConn := func(raw net.Conn) error {
+		hctx, cancel := context.WithTimeout(ctx, c.tf.timeout.d)
+		defer cancel()
+		conn, err := handshake(hctx, raw)
+		defer conn.Close()
+		if err != nil {
+			fmt.Fprintf(stderr, "handshake with %s failed: %v\n", raw.RemoteAddr(), err)
+			return err
+		}
+		if _, err := io.Copy(conn, conn); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", raw.RemoteAddr(), err)
+		}
+		return nil
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {
@@ -74,11 +96,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			if ctx.Err() != nil {
 				return 0
 			}
-			return fail(err)
+			return c.fail(err)
 		}
 		if *once {
 			l.Close()
-			if err := serveConn(ctx, raw, cfg, tf, stderr); err != nil {
+			if serveConn(raw) != nil {
 				return 1
 			}
 			return 0
@@ -86,24 +108,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			serveConn(ctx, raw, cfg, tf, stderr)
+			serveConn(raw)
 		}()
 	}
-}
-
-func serveConn(ctx context.Context, raw net.Conn, cfg *tls13.Config, tf tlsFlags, stderr io.Writer) error {
-	conn := tls13.Server(raw, cfg)
-	defer conn.Close()
-	hctx, cancel := context.WithTimeout(ctx, tf.timeout.d)
-	defer cancel()
-	peer := raw.RemoteAddr().String()
-	if err := conn.Handshake(hctx); err != nil {
-		fmt.Fprintf(stderr, "handshake with %s failed: %v\n", peer, err)
-		return err
-	}
-	describe(stderr, "accepted "+peer, conn.State())
-	if _, err := io.Copy(conn, conn); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", peer, err)
-	}
-	return nil
 }

@@ -3,7 +3,6 @@ package certs
 import (
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -132,23 +131,9 @@ func (s *CRLSet) signedBy(c *crl, issuer *x509.Certificate) bool {
 // ParseCRLs parses CRLs from PEM ("X509 CRL" blocks) or DER (one CRL or
 // several concatenated).
 func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
-	var ders [][]byte
-	if isPEM(data) {
-		for rest := data; ; {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			if b.Type == "X509 CRL" {
-				ders = append(ders, b.Bytes)
-			}
-		}
-	} else {
-		var err error
-		if ders, err = SplitDER(data); err != nil {
-			return nil, err
-		}
+	ders, err := derBlocks(data, "X509 CRL")
+	if err != nil {
+		return nil, err
 	}
 	if len(ders) == 0 {
 		return nil, errors.New("certs: no CRL")

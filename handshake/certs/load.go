@@ -162,28 +162,32 @@ func isPEM(data []byte) bool {
 
 // certificateDERs splits data into DER certificates without parsing them.
 func certificateDERs(data []byte) ([][]byte, error) {
-	var ders [][]byte
-	if isPEM(data) {
-		for rest := data; ; {
-			var b *pem.Block
-			b, rest = pem.Decode(rest)
-			if b == nil {
-				break
-			}
-			if b.Type == "CERTIFICATE" {
-				ders = append(ders, b.Bytes)
-			}
-		}
-	} else {
-		var err error
-		if ders, err = SplitDER(data); err != nil {
-			return nil, fmt.Errorf("%w (neither PEM nor DER): %w", ErrNoCertificate, err)
-		}
+	ders, err := derBlocks(data, "CERTIFICATE")
+	if err != nil {
+		return nil, fmt.Errorf("%w (neither PEM nor DER): %w", ErrNoCertificate, err)
 	}
 	if len(ders) == 0 {
 		return nil, ErrNoCertificate
 	}
 	return ders, nil
+}
+
+// derBlocks returns the DER bodies of the PEM blocks of type pemType in
+// data, or, if data is not PEM, its concatenated DER values.
+func derBlocks(data []byte, pemType string) ([][]byte, error) {
+	if !isPEM(data) {
+		return SplitDER(data)
+	}
+	var ders [][]byte
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return ders, nil
+		}
+		if b.Type == pemType {
+			ders = append(ders, b.Bytes)
+		}
+	}
 }
 
 // SplitDER splits concatenated DER values (each an ASN.1 SEQUENCE, as

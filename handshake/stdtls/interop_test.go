@@ -11,91 +11,30 @@ package stdtls
 // CI), which makes it a failure.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
 const interopTimeout = 10 * time.Second
 
-// requireTool returns the path of a command-line tool, or skips the test
-// (fails it under TLSHD_REQUIRE_INTEROP=1) if it is not installed.
-func requireTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("TLSHD_REQUIRE_INTEROP") == "1" {
-			t.Fatalf("%s is not installed and TLSHD_REQUIRE_INTEROP=1", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
-}
-
-// outputBuffer collects a child's output and lets a test wait for text.
-type outputBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newOutputBuffer() *outputBuffer {
-	return &outputBuffer{changed: make(chan struct{})}
-}
-
-func (b *outputBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (b *outputBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor waits until the output matches re and returns the match's
-// submatches.
-func (b *outputBuffer) waitFor(re *regexp.Regexp, timeout time.Duration) ([]string, bool) {
-	deadline := time.After(timeout)
-	for {
-		b.mu.Lock()
-		m := re.FindStringSubmatch(b.buf.String())
-		ch := b.changed
-		b.mu.Unlock()
-		if m != nil {
-			return m, true
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			return nil, false
-		}
-	}
-}
-
 // child is a peer process, killed when the test ends.
 type child struct {
 	cmd   *exec.Cmd
-	out   *outputBuffer
+	out   *testtool.Buffer
 	stdin io.WriteCloser
 	done  chan struct{}
 }
@@ -104,7 +43,7 @@ func startChild(t *testing.T, name string, args ...string) *child {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*interopTimeout)
 	cmd := exec.CommandContext(ctx, name, args...)
-	c := &child{cmd: cmd, out: newOutputBuffer(), done: make(chan struct{})}
+	c := &child{cmd: cmd, out: &testtool.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	var err error
 	if c.stdin, err = cmd.StdinPipe(); err != nil {
@@ -129,7 +68,7 @@ func startChild(t *testing.T, name string, args ...string) *child {
 
 func (c *child) waitFor(t *testing.T, re string) []string {
 	t.Helper()
-	m, ok := c.out.waitFor(regexp.MustCompile(re), interopTimeout)
+	m, ok := c.out.WaitFor(regexp.MustCompile(re), interopTimeout)
 	if !ok {
 		t.Fatalf("%s: no %q in its output", c.cmd.Path, re)
 	}
@@ -233,7 +172,7 @@ func runClient(t *testing.T, conn net.Conn, cfg *tls.Config) *tls13.Session {
 }
 
 func clientVsOpenSSL(t *testing.T, c *interopCreds, mutual bool) {
-	openssl := requireTool(t, "openssl")
+	openssl := testtool.RequireTool(t, "openssl")
 	args := []string{"s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-rev", "-tls1_3",
 		"-cert", c.server.Cert, "-key", c.server.Key}
 	if mutual {
@@ -255,25 +194,12 @@ func clientVsOpenSSL(t *testing.T, c *interopCreds, mutual bool) {
 	}
 }
 
-// freePort finds a TCP port free on all addresses, for gnutls-serv, which
-// cannot choose its bind address.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	return port
-}
-
 func clientVsGnuTLS(t *testing.T, c *interopCreds, mutual bool) {
-	gnutlsServ := requireTool(t, "gnutls-serv")
+	gnutlsServ := testtool.RequireTool(t, "gnutls-serv")
 	var srv *child
 	var port string
 	for attempt := 0; ; attempt++ {
-		port = freePort(t)
+		port = strconv.Itoa(testtool.FreePort(t))
 		args := []string{"--echo", "-p", port, "--priority", tls13Only,
 			"--x509certfile", c.server.Cert, "--x509keyfile", c.server.Key}
 		if mutual {
@@ -282,7 +208,7 @@ func clientVsGnuTLS(t *testing.T, c *interopCreds, mutual bool) {
 			args = append(args, "--disable-client-cert")
 		}
 		srv = startChild(t, gnutlsServ, args...)
-		m, ok := srv.out.waitFor(regexp.MustCompile(`listening on IPv4 .*done|(?i)error|bind`), interopTimeout)
+		m, ok := srv.out.WaitFor(regexp.MustCompile(`listening on IPv4 .*done|(?i)error|bind`), interopTimeout)
 		if ok && strings.Contains(m[0], "listening") {
 			break
 		}
@@ -349,7 +275,7 @@ func serveOne(t *testing.T, conn net.Conn, cfg *tls.Config, cl *child, mutual bo
 }
 
 func serverVsOpenSSL(t *testing.T, c *interopCreds, mutual bool) {
-	openssl := requireTool(t, "openssl")
+	openssl := testtool.RequireTool(t, "openssl")
 	port, accept := listenOnce(t)
 	args := []string{"s_client", "-connect", "127.0.0.1:" + port, "-servername", "localhost",
 		"-tls1_3", "-CAfile", c.client.CA, "-verify_return_error", "-verify_hostname", "localhost", "-quiet"}
@@ -361,7 +287,7 @@ func serverVsOpenSSL(t *testing.T, c *interopCreds, mutual bool) {
 }
 
 func serverVsGnuTLS(t *testing.T, c *interopCreds, mutual bool) {
-	gnutlsCli := requireTool(t, "gnutls-cli")
+	gnutlsCli := testtool.RequireTool(t, "gnutls-cli")
 	port, accept := listenOnce(t)
 	args := []string{"-p", port, "--priority", tls13Only, "--x509cafile", c.client.CA,
 		"--verify-hostname", "localhost", "--sni-hostname", "localhost"}
@@ -377,7 +303,7 @@ func serverVsGnuTLS(t *testing.T, c *interopCreds, mutual bool) {
 func TestInteropRejections(t *testing.T) {
 	creds := writeCreds(t, certstest.ECDSAP256)
 	t.Run("openssl-s_client/no-certificate", func(t *testing.T) {
-		openssl := requireTool(t, "openssl")
+		openssl := testtool.RequireTool(t, "openssl")
 		port, accept := listenOnce(t)
 		startChild(t, openssl, "s_client", "-connect", "127.0.0.1:"+port, "-tls1_3",
 			"-CAfile", creds.client.CA, "-quiet")
@@ -385,7 +311,7 @@ func TestInteropRejections(t *testing.T) {
 		checkSentAlert(t, err, tls13.AlertCertificateRequired)
 	})
 	t.Run("gnutls-cli/untrusted-server", func(t *testing.T) {
-		gnutlsCli := requireTool(t, "gnutls-cli")
+		gnutlsCli := testtool.RequireTool(t, "gnutls-cli")
 		other := writeCreds(t, certstest.ECDSAP256) // a CA the client does not trust
 		port, accept := listenOnce(t)
 		startChild(t, gnutlsCli, "-p", port, "--priority", tls13Only, "--x509cafile", creds.client.CA,
@@ -398,7 +324,7 @@ func TestInteropRejections(t *testing.T) {
 		t.Logf("gnutls-cli sent %v", ae.Alert)
 	})
 	t.Run("openssl-s_server/untrusted-client", func(t *testing.T) {
-		openssl := requireTool(t, "openssl")
+		openssl := testtool.RequireTool(t, "openssl")
 		other := writeCreds(t, certstest.ECDSAP256)
 		srv := startChild(t, openssl, "s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-rev", "-tls1_3",
 			"-cert", creds.server.Cert, "-key", creds.server.Key,
@@ -431,7 +357,7 @@ func TestInteropSuitesAndGroups(t *testing.T) {
 	creds := writeCreds(t, certstest.ECDSAP256)
 	for _, suite := range tls13.DefaultCipherSuites {
 		t.Run("openssl-s_server/"+suite.String(), func(t *testing.T) {
-			openssl := requireTool(t, "openssl")
+			openssl := testtool.RequireTool(t, "openssl")
 			srv := startChild(t, openssl, "s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-rev", "-tls1_3",
 				"-ciphersuites", suite.String(), "-cert", creds.server.Cert, "-key", creds.server.Key)
 			port := srv.waitFor(t, `ACCEPT 127\.0\.0\.1:(\d+)`)[1]
@@ -443,7 +369,7 @@ func TestInteropSuitesAndGroups(t *testing.T) {
 			exchangeEcho(t, conn, s, "suite test\n", "tset etius")
 		})
 		t.Run("openssl-s_client/"+suite.String(), func(t *testing.T) {
-			openssl := requireTool(t, "openssl")
+			openssl := testtool.RequireTool(t, "openssl")
 			port, accept := listenOnce(t)
 			cl := startChild(t, openssl, "s_client", "-connect", "127.0.0.1:"+port, "-servername", "localhost",
 				"-tls1_3", "-ciphersuites", suite.String(), "-CAfile", creds.client.CA, "-verify_return_error", "-quiet")
@@ -475,7 +401,7 @@ func TestInteropSuitesAndGroups(t *testing.T) {
 		{"X25519", tls13.X25519, false},
 	} {
 		t.Run("openssl-s_server/"+g.openssl, func(t *testing.T) {
-			openssl := requireTool(t, "openssl")
+			openssl := testtool.RequireTool(t, "openssl")
 			srv := startChild(t, openssl, "s_server", "-accept", "127.0.0.1:0", "-naccept", "1", "-rev", "-tls1_3",
 				"-groups", g.openssl, "-cert", creds.server.Cert, "-key", creds.server.Key)
 			port := srv.waitFor(t, `ACCEPT 127\.0\.0\.1:(\d+)`)[1]
@@ -487,7 +413,7 @@ func TestInteropSuitesAndGroups(t *testing.T) {
 			exchangeEcho(t, conn, s, "group test\n", "tset puorg")
 		})
 		t.Run("openssl-s_client/"+g.openssl, func(t *testing.T) {
-			openssl := requireTool(t, "openssl")
+			openssl := testtool.RequireTool(t, "openssl")
 			port, accept := listenOnce(t)
 			// The client offers this group only.
 			cl := startChild(t, openssl, "s_client", "-connect", "127.0.0.1:"+port, "-servername", "localhost",

@@ -3,7 +3,6 @@ package tls13
 import (
 	"context"
 	"crypto"
-	"crypto/hmac"
 	"hash"
 	"io"
 	"slices"
@@ -364,13 +363,8 @@ func (hs *clientHandshakeState) readServerFinishedAndReply() error {
 	default:
 		return alertf(AlertUnexpectedMessage, "got handshake message %d, want Finished", msg[0])
 	}
-	verifyData, err := unmarshalFinished(msg, h.Size())
-	if err != nil {
+	if err := verifyFinished(msg, h, c.in.secret, hs.transcript, "server Finished does not verify (wrong PSK?)"); err != nil {
 		return err
-	}
-	want := finishedMAC(h, c.in.secret, hs.transcript.Sum(nil))
-	if !hmac.Equal(verifyData, want) {
-		return alertf(AlertDecryptError, "server Finished does not verify (wrong PSK?)")
 	}
 	hs.transcript.Write(msg)
 

@@ -423,13 +423,8 @@ func (hs *serverHandshakeState) readClientFinished() error {
 	if msg[0] != typeFinished {
 		return alertf(AlertUnexpectedMessage, "got handshake message %d, want Finished", msg[0])
 	}
-	verifyData, err := unmarshalFinished(msg, h.Size())
-	if err != nil {
+	if err := verifyFinished(msg, h, c.in.secret, hs.transcript, "client Finished does not verify"); err != nil {
 		return err
-	}
-	want := finishedMAC(h, c.in.secret, hs.transcript.Sum(nil))
-	if !hmac.Equal(verifyData, want) {
-		return alertf(AlertDecryptError, "client Finished does not verify")
 	}
 	if err := c.checkKeyChange(); err != nil {
 		return err

@@ -27,38 +27,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
-
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("TLSHD_REQUIRE_INTEROP") == "1" {
-			t.Fatalf("%s not installed (apt-get install openssl gnutls-bin)", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return path
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startPeer starts a server tool and waits until its port accepts.
 func startPeer(t *testing.T, port int, name string, args ...string) {
 	t.Helper()
-	out := new(lockedBuffer)
-	cmd := exec.Command(requireTool(t, name), args...)
+	out := &testtool.Buffer{}
+	cmd := exec.Command(testtool.RequireTool(t, name), args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Stdin = strings.NewReader("")
 	if name == "openssl" {
@@ -92,25 +71,6 @@ func startPeer(t *testing.T, port int, name string, args ...string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// lockedBuffer collects a tool's output, written by exec's copier while
-// a failing test may read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // kernelSide is what kTLS does with a handed-off Session: protect and
@@ -235,7 +195,7 @@ func wantNegotiated(suite CipherSuite, group Group, mode PSKMode, hrr bool) func
 }
 
 func TestInteropClientOpenSSL(t *testing.T) {
-	requireTool(t, "openssl")
+	testtool.RequireTool(t, "openssl")
 	id := "NVMe0R01 nqn.2014-08.org.nvmexpress:uuid:f81d4fae nqn.2024-01.io.example:interop"
 	psk := testPSK(id, crypto.SHA256)
 	base := []string{"s_server", "-tls1_3", "-nocert", "-rev", "-psk", hexKey(psk), "-psk_identity", id}
@@ -262,7 +222,7 @@ func TestInteropClientOpenSSL(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			port := freePort(t)
+			port := testtool.FreePort(t)
 			startPeer(t, port, "openssl", append(append(base, "-accept", fmt.Sprint(port)), tc.args...)...)
 			cfg := tc.cfg
 			cfg.PSKs = []PSK{psk}
@@ -271,14 +231,14 @@ func TestInteropClientOpenSSL(t *testing.T) {
 	}
 	t.Run("SHA-384 via psk_session", func(t *testing.T) {
 		psk384 := testPSK("NVMe0R02 nqn.2014-08.org.nvmexpress:uuid:f81d4fae nqn.2024-01.io.example:interop", crypto.SHA384)
-		port := freePort(t)
+		port := testtool.FreePort(t)
 		startPeer(t, port, "openssl", "s_server", "-tls1_3", "-nocert", "-rev", "-accept", fmt.Sprint(port),
 			"-psk_session", pskSessionFile(t, psk384), "-psk_identity", string(psk384.Identity))
 		clientCell(t, port, &Config{PSKs: []PSK{psk384}}, "gnip\n",
 			wantNegotiated(TLS_AES_256_GCM_SHA384, X25519, PSKModeDHE, false))
 	})
 	t.Run("third of three identities", func(t *testing.T) {
-		port := freePort(t)
+		port := testtool.FreePort(t)
 		startPeer(t, port, "openssl", append(base, "-accept", fmt.Sprint(port))...)
 		psks := []PSK{testPSK("unknown one", crypto.SHA256), testPSK("unknown two", crypto.SHA256), psk}
 		clientCell(t, port, &Config{PSKs: psks}, "gnip\n", func(t *testing.T, s Session) {
@@ -288,7 +248,7 @@ func TestInteropClientOpenSSL(t *testing.T) {
 		})
 	})
 	t.Run("wrong key", func(t *testing.T) {
-		port := freePort(t)
+		port := testtool.FreePort(t)
 		startPeer(t, port, "openssl", append(base, "-accept", fmt.Sprint(port))...)
 		wrong := psk
 		wrong.Key = bytes.Repeat([]byte{9}, 32)
@@ -316,7 +276,7 @@ func clientHandshakeErr(t *testing.T, port int, cfg *Config) error {
 // echoes the client's first line back through the handed-off keys.
 func serverCell(t *testing.T, cfg *Config, name string, args func(port int) []string, want func(*testing.T, Session)) {
 	t.Helper()
-	tool := requireTool(t, name)
+	tool := testtool.RequireTool(t, name)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -404,7 +364,7 @@ func serverCell(t *testing.T, cfg *Config, name string, args func(port int) []st
 }
 
 func TestInteropServerOpenSSL(t *testing.T) {
-	requireTool(t, "openssl")
+	testtool.RequireTool(t, "openssl")
 	id := "NVMe0R01 nqn.2014-08.org.nvmexpress:uuid:f81d4fae nqn.2024-01.io.example:interop"
 	psk := testPSK(id, crypto.SHA256)
 	sclient := func(extra ...string) func(int) []string {
@@ -455,7 +415,7 @@ func pskPasswdFile(t *testing.T, psks ...PSK) string {
 }
 
 func TestInteropClientGnuTLS(t *testing.T) {
-	requireTool(t, "gnutls-serv")
+	testtool.RequireTool(t, "gnutls-serv")
 	// gnutls-serv's --pskpasswd file splits "identity:key" at the first
 	// colon, so identities with colons (NVMe host NQNs have "uuid:") cannot
 	// be served by it; this one has none.
@@ -479,7 +439,7 @@ func TestInteropClientGnuTLS(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			port := freePort(t)
+			port := testtool.FreePort(t)
 			startPeer(t, port, "gnutls-serv", "-p", fmt.Sprint(port), "--echo", "--pskpasswd", passwd,
 				"--priority", gnutlsPriority+":"+tc.priority)
 			cfg := tc.cfg
@@ -488,7 +448,7 @@ func TestInteropClientGnuTLS(t *testing.T) {
 		})
 	}
 	t.Run("unknown identity", func(t *testing.T) {
-		port := freePort(t)
+		port := testtool.FreePort(t)
 		startPeer(t, port, "gnutls-serv", "-p", fmt.Sprint(port), "--echo", "--pskpasswd", passwd,
 			"--priority", gnutlsPriority+":+ECDHE-PSK")
 		err := clientHandshakeErr(t, port, &Config{PSKs: []PSK{testPSK("not in the passwd file", crypto.SHA256)}})
@@ -501,7 +461,7 @@ func TestInteropClientGnuTLS(t *testing.T) {
 }
 
 func TestInteropServerGnuTLS(t *testing.T) {
-	requireTool(t, "gnutls-cli")
+	testtool.RequireTool(t, "gnutls-cli")
 	psk := testPSK("NVMe0R01 nqn.2014-08.org.nvmexpress:uuid:f81d4fae nqn.2024-01.io.example:gnutls", crypto.SHA256)
 	cli := func(priority string) func(int) []string {
 		return func(port int) []string {

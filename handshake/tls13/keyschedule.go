@@ -164,6 +164,19 @@ func finishedMAC(h crypto.Hash, secret []byte, transcriptHash []byte) []byte {
 	return mac.Sum(nil)
 }
 
+// verifyFinished checks a Finished message against the peer's handshake
+// traffic secret and the transcript up to it, in constant time.
+func verifyFinished(msg []byte, h crypto.Hash, secret []byte, transcript hash.Hash, failure string) error {
+	verifyData, err := unmarshalFinished(msg, h.Size())
+	if err != nil {
+		return err
+	}
+	if !hmac.Equal(verifyData, finishedMAC(h, secret, transcript.Sum(nil))) {
+		return alertf(AlertDecryptError, "%s", failure)
+	}
+	return nil
+}
+
 // TrafficKey derives the AEAD key and the 12-byte write IV from a traffic
 // secret (RFC 8446, 7.3). For the AES-GCM suites kTLS wants the IV split
 // into a 4-byte salt and an 8-byte explicit part; that split is the

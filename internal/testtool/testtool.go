@@ -1,0 +1,95 @@
+// Package testtool holds what the project's tests share: finding the
+// interop peers (OpenSSL, GnuTLS, swtpm), free ports, and an output buffer
+// that a child process or a logger writes while a test reads it.
+package testtool
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+)
+
+// RequireTool returns the path of a command-line tool, or skips the test
+// when it is not installed: unless TLSHD_REQUIRE_INTEROP=1 (CI sets it),
+// which makes a missing tool a failure.
+func RequireTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("TLSHD_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("%s is not installed and TLSHD_REQUIRE_INTEROP=1 (apt-get install openssl gnutls-bin swtpm)", name)
+		}
+		t.Skipf("%s is not installed", name)
+	}
+	return p
+}
+
+// FreePort returns a TCP port free on all addresses (gnutls-serv cannot
+// choose its bind address).
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// A Buffer collects output written from other goroutines; tests read it
+// or wait for text to appear.
+type Buffer struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf.Write(p)
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
+	return len(p), nil
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *Buffer) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.buf.Bytes())
+}
+
+// WaitFor waits until the output matches re and returns the submatches.
+func (b *Buffer) WaitFor(re *regexp.Regexp, timeout time.Duration) ([]string, bool) {
+	deadline := time.After(timeout)
+	for {
+		b.mu.Lock()
+		m := re.FindStringSubmatch(b.buf.String())
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		ch := b.changed
+		b.mu.Unlock()
+		if m != nil {
+			return m, true
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			return nil, false
+		}
+	}
+}
