@@ -134,8 +134,7 @@ func (d *Daemon) run(ctx context.Context, keys Keyring, req genl.Request, o *out
 	defer clear(rx.Key)
 	if err := d.Installer.Install(fd, tx, rx, ktls.Options{}); err != nil {
 		if errors.Is(err, ktls.ErrULPUnsupported) && proto == unix.IPPROTO_MPTCP {
-			d.log().Warn("the kernel lacks kTLS on MPTCP sockets (TCP_ULP refused); the handshake succeeded but the socket cannot be handed to kTLS",
-				"peer", o.peer, "err", err)
+			return fmt.Errorf("the kernel lacks kTLS on MPTCP sockets: the handshake succeeded but TCP_ULP was refused: %w", err)
 		}
 		return err
 	}

@@ -81,9 +81,11 @@ func TestInstall(t *testing.T) {
 		data []byte
 	}{
 		{23, []byte("hello, kernel")},
-		{21, []byte{1, 0}},           // warning close_notify
-		{22, []byte{24, 0, 0, 1, 0}}, // KeyUpdate(update_not_requested)
+		{21, []byte{1, 0}}, // warning close_notify
 		{23, bytes.Repeat([]byte{7}, 9000)},
+		// Last: from 6.14 on the receiver must install the next key
+		// before it can read anything after a KeyUpdate (EKEYEXPIRED).
+		{22, []byte{24, 0, 0, 1, 0}}, // KeyUpdate(update_not_requested)
 	} {
 		if err := SendRecord(a, rec.typ, rec.data); err != nil {
 			t.Fatalf("SendRecord(%d): %v", rec.typ, err)
