@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"crypto"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/tlshd-go/tlshd-go/config"
 	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
 	"github.com/tlshd-go/tlshd-go/internal/testtool"
+	"github.com/tlshd-go/tlshd-go/keyring"
 	"github.com/tlshd-go/tlshd-go/keyring/nvme"
 )
 
@@ -291,4 +294,32 @@ func TestConnectServeX509(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestPSKFromKeyring: --psk key:SERIAL reads the key from the kernel
+// keyring and takes the identity from its description.
+func TestPSKFromKeyring(t *testing.T) {
+	key := bytes.Repeat([]byte{0x5a}, 32)
+	var serial keyring.Serial
+	done := make(chan error, 1)
+	go func() {
+		// In the user keyring, which every thread reaches through the
+		// user session keyring (a session keyring made now would belong
+		// to this thread only).
+		runtime.LockOSThread()
+		var err error
+		serial, err = keyring.Add("user", testID, key, keyring.User)
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		t.Skipf("no keyring here: %v", err)
+	}
+	defer keyring.Unlink(serial, keyring.User)
+	addr, serr, sdone := serveOnce(t, "--psk-identity", testID, "--psk", hex.EncodeToString(key))
+	var out, cerr testtool.Buffer
+	code := run([]string{"connect", "--psk", fmt.Sprintf("key:%d", serial), addr}, strings.NewReader("from the keyring"), &out, &cerr)
+	if code != 0 || out.String() != "from the keyring" || !strings.Contains(cerr.String(), testID) {
+		t.Fatalf("exit %d out %q: %s / %s", code, out.String(), cerr.String(), serr.String())
+	}
+	<-sdone
 }
