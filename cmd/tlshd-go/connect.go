@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/tlshd-go/tlshd-go/handshake/stdtls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
 
@@ -48,6 +49,15 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return c.fail(err)
 		}
+		defer raw.Close()
+		if c.ktls {
+			s, err := stdtls.Client(ctx, raw, cfg)
+			if err != nil {
+				return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
+			}
+			describeX509(stderr, "connected to "+addr, s)
+			return c.kernelCopy(raw, s, stdin, stdout)
+		}
 		conn := tls.Client(raw, cfg)
 		defer conn.Close()
 		if err := conn.HandshakeContext(ctx); err != nil {
@@ -76,7 +86,35 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
 	}
 	describe(stderr, "connected to "+addr, conn.State())
-	if err := copyBoth(conn, stdin, stdout); err != nil {
+	if c.ktls {
+		s, err := conn.Handoff()
+		if err != nil {
+			return c.fail(err)
+		}
+		return c.kernelCopy(raw, s, stdin, stdout)
+	}
+	data := withKeyUpdates(conn, func() error { return conn.KeyUpdate(false) }, c.updateEvery)
+	if err := copyBoth(data, stdin, stdout); err != nil {
+		return c.fail(err)
+	}
+	return 0
+}
+
+// kernelCopy hands the connection to kTLS and copies both ways through
+// the kernel, with key updates if asked.
+func (c *tlsCommand) kernelCopy(raw net.Conn, s *tls13.Session, in io.Reader, out io.Writer) int {
+	kc, err := toKernel(raw, s)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer kc.Close()
+	data := withKeyUpdates(kc, func() error { return kc.Update(false) }, c.updateEvery)
+	err = copyBoth(data, in, out)
+	sent, received := kc.Updates()
+	if sent+received > 0 {
+		fmt.Fprintf(c.stderr, "key updates: %d sent, %d received\n", sent, received)
+	}
+	if err != nil {
 		return c.fail(err)
 	}
 	return 0

@@ -323,3 +323,48 @@ func TestPSKFromKeyring(t *testing.T) {
 	}
 	<-sdone
 }
+
+// bigEcho sends n bytes of varied data through connect to a serve and
+// checks the echo.
+func bigEcho(t *testing.T, serveArgs, connectArgs []string, n int) string {
+	t.Helper()
+	addr, serr, done := serveOnce(t, serveArgs...)
+	data := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz"), n/36+1)[:n]
+	var out, cerr testtool.Buffer
+	code := run(append(append([]string{"connect"}, connectArgs...), addr), bytes.NewReader(data), &out, &cerr)
+	if code != 0 || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("exit %d, %d of %d bytes echoed: %s / %s", code, len(out.Bytes()), n, cerr.String(), serr.String())
+	}
+	if sc := <-done; sc != 0 {
+		t.Errorf("serve exited %d: %s", sc, serr.String())
+	}
+	return cerr.String()
+}
+
+func TestKeyUpdatesUserspace(t *testing.T) {
+	psk := []string{"--psk-identity", testID, "--psk", strings.Repeat("ab", 32)}
+	// Both sides update every 1000 bytes they write: many updates each
+	// way, with data in flight across them.
+	bigEcho(t, append(psk, "--key-update-bytes", "1000"), append(psk, "--key-update-bytes", "1000"), 50000)
+}
+
+// TestConnectServeKTLS moves the data through kernel TLS after the
+// handshake, with KeyUpdates where the kernel can (6.14+). It needs the
+// tls module; tests/vm runs it on Debian's kernels.
+func TestConnectServeKTLS(t *testing.T) {
+	stat, err := os.ReadFile("/proc/net/tls_stat")
+	if err != nil {
+		t.Skip("no kTLS on this kernel (the tls module is not loaded); tests/vm runs this test on real kernels")
+	}
+	psk := []string{"--psk-identity", testID, "--psk", strings.Repeat("ab", 32), "--ktls"}
+	bigEcho(t, psk, psk, 100000)
+	if !strings.Contains(string(stat), "TlsTxRekeyOk") {
+		t.Log("no kTLS rekey on this kernel (before 6.14): key updates not tried")
+		return
+	}
+	upd := append(psk, "--key-update-bytes", "4096")
+	msg := bigEcho(t, upd, upd, 100000)
+	if !strings.Contains(msg, "key updates: 24 sent") {
+		t.Errorf("want 24 key updates sent by connect (100000/4096): %s", msg)
+	}
+}

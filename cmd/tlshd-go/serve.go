@@ -12,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/tlshd-go/tlshd-go/handshake/stdtls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
 
@@ -28,6 +29,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 
+	// handshake returns the connection application data flows over:
+	// userspace TLS, or kTLS with --ktls.
 	var handshake func(ctx context.Context, raw net.Conn) (io.ReadWriteCloser, error)
 	if c.x509 {
 		cfg, err := c.cert.ServerConfig()
@@ -36,11 +39,20 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		cfg.MinVersion, cfg.SessionTicketsDisabled = tls.VersionTLS13, true
 		handshake = func(ctx context.Context, raw net.Conn) (io.ReadWriteCloser, error) {
+			what := "accepted " + raw.RemoteAddr().String()
+			if c.ktls {
+				s, err := stdtls.Server(ctx, raw, cfg)
+				if err != nil {
+					return nil, err
+				}
+				describeX509(stderr, what, s)
+				return c.kernel(raw, s)
+			}
 			conn := tls.Server(raw, cfg)
 			if err := conn.HandshakeContext(ctx); err != nil {
-				return conn, err
+				return nil, err
 			}
-			describeTLS(stderr, "accepted "+raw.RemoteAddr().String(), conn.ConnectionState())
+			describeTLS(stderr, what, conn.ConnectionState())
 			return conn, nil
 		}
 	} else {
@@ -58,10 +70,17 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		handshake = func(ctx context.Context, raw net.Conn) (io.ReadWriteCloser, error) {
 			conn := tls13.Server(raw, cfg)
 			if err := conn.Handshake(ctx); err != nil {
-				return conn, err
+				return nil, err
 			}
 			describe(stderr, "accepted "+raw.RemoteAddr().String(), conn.State())
-			return conn, nil
+			if c.ktls {
+				s, err := conn.Handoff()
+				if err != nil {
+					return nil, err
+				}
+				return c.kernel(raw, s)
+			}
+			return readWriteCloser{withKeyUpdates(conn, func() error { return conn.KeyUpdate(false) }, c.updateEvery), conn}, nil
 		}
 	}
 
@@ -77,12 +96,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	serveConn := func(raw net.Conn) error {
 		hctx, cancel := context.WithTimeout(ctx, c.tf.timeout.d)
 		defer cancel()
+		defer raw.Close()
 		conn, err := handshake(hctx, raw)
-		defer conn.Close()
 		if err != nil {
 			fmt.Fprintf(stderr, "handshake with %s failed: %v\n", raw.RemoteAddr(), err)
 			return err
 		}
+		defer conn.Close()
 		if _, err := io.Copy(conn, conn); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", raw.RemoteAddr(), err)
 		}
@@ -111,4 +131,19 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			serveConn(raw)
 		}()
 	}
+}
+
+// kernel hands a server connection to kTLS, with key updates if asked.
+func (c *tlsCommand) kernel(raw net.Conn, s *tls13.Session) (io.ReadWriteCloser, error) {
+	kc, err := toKernel(raw, s)
+	if err != nil {
+		return nil, err
+	}
+	return readWriteCloser{withKeyUpdates(kc, func() error { return kc.Update(false) }, c.updateEvery), kc}, nil
+}
+
+// readWriteCloser joins a data path to what closes it.
+type readWriteCloser struct {
+	io.ReadWriter
+	io.Closer
 }

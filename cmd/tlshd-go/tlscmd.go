@@ -3,6 +3,7 @@ package main
 import (
 	"crypto"
 	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"io"
@@ -22,6 +23,10 @@ type tlsCommand struct {
 	cert   certs.Flags
 	tpm    string
 	x509   bool
+	// After the handshake: kernel TLS, and key updates every so many
+	// bytes written.
+	ktls        bool
+	updateEvery int
 }
 
 // stringsFlag is a repeatable string flag.
@@ -41,6 +46,8 @@ func newTLSCommand(name, operand string, stderr io.Writer) *tlsCommand {
 	c.fs.Var((*stringsFlag)(&c.cert.CRLFiles), "crl", "x509: a CRL file (PEM or DER); repeatable")
 	c.fs.Var((*stringsFlag)(&c.cert.AllowedNames), "allowed-name", "x509: accept only peers with this name (DNS, IP/CIDR, URI, email); repeatable")
 	c.fs.StringVar(&c.tpm, "tpm", "/dev/tpmrm0", "x509: the TPM for TSS2 private keys (device or unix socket)")
+	c.fs.BoolVar(&c.ktls, "ktls", false, "after the handshake, hand the connection to kernel TLS as the daemon does (needs the tls module)")
+	c.fs.IntVar(&c.updateEvery, "key-update-bytes", 0, "send a TLS KeyUpdate after every N bytes written (with --ktls: through the kernel, Linux 6.14+)")
 	c.fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: tlshd-go %s [flags] %s\n", name, operand)
 		c.fs.PrintDefaults()
@@ -70,6 +77,10 @@ func (c *tlsCommand) parse(args []string) (string, int) {
 			return tpmkey.Open(pem, tpm, nil)
 		}
 	}
+	if c.x509 && !c.ktls && c.updateEvery > 0 {
+		fmt.Fprintln(c.stderr, "--key-update-bytes with certificates needs --ktls (crypto/tls does not expose KeyUpdate)")
+		return "", 2
+	}
 	return c.fs.Arg(0), 0
 }
 
@@ -86,6 +97,17 @@ func (c *tlsCommand) pskConfig() (*tls13.Config, *tls13.PSK, error) {
 	}
 	psk, err := c.tf.resolvePSK()
 	return cfg, psk, err
+}
+
+// describeX509 prints what an x509 handshake handed to kTLS negotiated.
+func describeX509(w io.Writer, what string, s *tls13.Session) {
+	peer := "none"
+	if len(s.PeerCertificates) > 0 {
+		if c, err := x509.ParseCertificate(s.PeerCertificates[0]); err == nil {
+			peer = c.Subject.String()
+		}
+	}
+	fmt.Fprintf(w, "%s: TLS 1.3 %v, group %v, peer certificate %q, kernel TLS\n", what, s.Suite, s.Group, peer)
 }
 
 // describeTLS prints what an x509 handshake negotiated.
