@@ -730,6 +730,7 @@ func TestDoneStatus(t *testing.T) {
 		{&tls13.AlertError{Alert: tls13.AlertInternalError}, syscall.EIO},
 		{fmt.Errorf("x: %w", io.ErrUnexpectedEOF), syscall.ETIMEDOUT},
 		{fmt.Errorf("x: %w", os.ErrDeadlineExceeded), syscall.ETIMEDOUT},
+		{&ktls.InstallError{Step: ktls.StepULP, Err: syscall.ENOTCONN}, syscall.ETIMEDOUT},
 		{fmt.Errorf("%w: x", errNoKey), syscall.ENOKEY},
 		{fmt.Errorf("%w: x", errUnsupported), syscall.EOPNOTSUPP},
 		{errors.New("anything else"), syscall.EIO},

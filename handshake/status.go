@@ -42,8 +42,10 @@ func doneStatus(err error) syscall.Errno {
 	case errors.As(err, &alert):
 		return syscall.EACCES
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF),
-		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
-		// The peer hung up or took too long: ask the consumer to retry.
+		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, syscall.ENOTCONN):
+		// The peer hung up (perhaps after refusing us, before the keys
+		// were installed) or took too long: ask the consumer to retry.
 		return syscall.ETIMEDOUT
 	}
 	return syscall.EIO

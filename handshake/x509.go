@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 
 	"github.com/tlshd-go/tlshd-go/config"
 	"github.com/tlshd-go/tlshd-go/handshake/certs"
@@ -37,6 +38,11 @@ func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, keys Keyring,
 		return nil, err
 	}
 
+	curves, err := curvePreferences(settings.Groups)
+	if err != nil {
+		return nil, err
+	}
+
 	var own *tls.Certificate
 	if req.Auth == genl.X509 || o.role == config.Server {
 		c, err := d.credential(keys, req, x)
@@ -63,8 +69,12 @@ func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, keys Keyring,
 		if err != nil {
 			return nil, err
 		}
+		cfg.CurvePreferences = curves
 		s, err := stdtls.Client(ctx, conn, cfg)
 		if err != nil {
+			return nil, err
+		}
+		if err := checkSuite(s, settings); err != nil {
 			return nil, err
 		}
 		o.identity = certSubject(s)
@@ -89,8 +99,12 @@ func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, keys Keyring,
 	if err != nil {
 		return nil, err
 	}
+	cfg.CurvePreferences = curves
 	s, err := stdtls.Server(ctx, conn, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkSuite(s, settings); err != nil {
 		return nil, err
 	}
 	if len(s.PeerCertificates) > 0 {
@@ -144,4 +158,38 @@ func certSubject(s *tls13.Session) string {
 		}
 	}
 	return ""
+}
+
+// curvePreferences turns the policy's groups into crypto/tls's. Only the
+// set counts: crypto/tls (since Go 1.24) orders groups itself. It has no
+// finite-field groups: they are left out, and a policy naming only those
+// cannot serve certificates.
+func curvePreferences(groups []tls13.Group) ([]tls.CurveID, error) {
+	ids := map[tls13.Group]tls.CurveID{
+		tls13.X25519:         tls.X25519,
+		tls13.P256:           tls.CurveP256,
+		tls13.P384:           tls.CurveP384,
+		tls13.X25519MLKEM768: tls.X25519MLKEM768,
+	}
+	var out []tls.CurveID
+	for _, g := range groups {
+		if id, ok := ids[g]; ok {
+			out = append(out, id)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: none of the policy's groups %v works with certificates (crypto/tls has no ffdhe)", errPolicy, groups)
+	}
+	return out, nil
+}
+
+// checkSuite enforces the policy's cipher suites, which crypto/tls does
+// not let a TLS 1.3 configuration choose: a handshake that settled on
+// another suite is refused before its keys reach the kernel.
+func checkSuite(s *tls13.Session, settings *config.Settings) error {
+	if slices.Contains(settings.CipherSuites, s.Suite) {
+		return nil
+	}
+	s.Zero()
+	return fmt.Errorf("%w: the peer chose %v, which the policy does not allow (%v)", errPolicy, s.Suite, settings.CipherSuites)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/genl/fakekernel"
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
+	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
 
 // pki is a CA with a server certificate for nfs.example.com and a client
@@ -200,6 +201,60 @@ func TestX509(t *testing.T) {
 		r := wait(t, td.fk.Submit(int(consumer.Fd()), server))
 		if r.Status != syscall.EIO {
 			t.Errorf("status %v, want EIO", r.Status)
+		}
+	})
+}
+
+// TestX509FollowsPolicyGroupsAndSuites: crypto/tls would choose its own
+// key exchange (X25519MLKEM768 first) and TLS 1.3 suite; only the
+// policy's groups may be used (crypto/tls fixes their order itself), and a
+// suite it does not allow must be refused before kTLS.
+func TestX509FollowsPolicyGroupsAndSuites(t *testing.T) {
+	p := newPKI(t)
+	unauth := fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth, PeerName: "nfs.example.com"}
+	server := fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.X509}
+
+	for _, tc := range []struct {
+		name, client, server string
+		want                 tls13.Group
+	}{
+		{"defaults leave out the hybrid group", "", "", tls13.X25519},
+		{"server allows only secp384r1 (HRR)", "", `groups = ["secp384r1"]`, tls13.P384},
+		{"client allows only secp384r1", `groups = ["secp384r1"]`, "", tls13.P384},
+		{"hybrid when listed", `groups = ["X25519MLKEM768", "x25519"]`, `groups = ["X25519MLKEM768", "x25519"]`, tls13.X25519MLKEM768},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			td := newTestDaemon(t, p.policy("", "")+fmt.Sprintf("\n[client]\n%s\n[server]\n%s\n", tc.client, tc.server))
+			td.start()
+			rc, rs, _, _ := x509Pair(t, td, unauth, server)
+			if rc.Status != 0 || rs.Status != 0 {
+				t.Fatalf("client %v server %v\n%s", rc.Status, rs.Status, td.logs)
+			}
+			td.stop(t)
+			if !strings.Contains(td.logs.String(), "group="+tc.want.String()) {
+				t.Errorf("want group %v in the log:\n%s", tc.want, td.logs)
+			}
+		})
+	}
+	t.Run("suite not allowed", func(t *testing.T) {
+		// crypto/tls offers and picks AES-128-GCM or ChaCha20; the policy
+		// allows only AES-256-GCM on the server.
+		td := newTestDaemon(t, p.policy("", "")+"\n[server]\ncipher_suites = [\"TLS_AES_256_GCM_SHA384\"]\n")
+		td.start()
+		_, rs, _, fs := x509Pair(t, td, unauth, server)
+		if rs.Status != syscall.EACCES {
+			t.Errorf("server status %v, want EACCES", rs.Status)
+		}
+		if td.inst.rxInfo(fs) != nil {
+			t.Error("keys of a refused session reached kTLS")
+		}
+	})
+	t.Run("ffdhe only", func(t *testing.T) {
+		td := newTestDaemon(t, p.policy("", "")+"\n[server]\ngroups = [\"ffdhe3072\"]\n")
+		td.start()
+		consumer, _ := socketPair(t)
+		if r := wait(t, td.fk.Submit(int(consumer.Fd()), server)); r.Status != syscall.EACCES {
+			t.Errorf("status %v, want EACCES (policy)", r.Status)
 		}
 	})
 }
