@@ -25,7 +25,7 @@ ensure_go() {
 		proxy=${proxy%%,*}
 		local url="$proxy/golang.org/toolchain/@v/v0.0.1-go$GO_WANT.linux-$arch.zip"
 		command -v curl >/dev/null && command -v unzip >/dev/null ||
-			{ [ "$(id -u)" = 0 ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl unzip ca-certificates >/dev/null; }
+			{ [ "$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends curl unzip ca-certificates >/dev/null; }
 		echo ">>> fetching Go $GO_WANT from $url" >&2
 		mkdir -p "$cache.tmp"
 		curl -fsSL "$url" -o "$cache.tmp/go.zip" || { echo "cannot download Go $GO_WANT" >&2; return 1; }
