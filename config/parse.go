@@ -238,6 +238,17 @@ func (d *decoder) list(path string, v any) ([]any, bool) {
 	return nil, false
 }
 
+// decodeSet decodes a non-empty list of distinct values, such as the
+// cipher suites a policy allows: an empty one would refuse every handshake.
+func decodeSet[T comparable](d *decoder, path string, v any, what string, conv func(s string) (T, error)) ([]T, bool) {
+	l, ok := decodeList(d, path, v, what, conv, eqComparable)
+	if ok && len(l) == 0 {
+		d.errorf(path, "", "must name at least one %s", what)
+		return nil, false
+	}
+	return l, ok
+}
+
 // decodeList decodes an array of strings, converting each element with
 // conv and reporting its error at the element's line. Duplicates (by
 // conv's result, compared with eq) are errors too.
@@ -439,26 +450,17 @@ func (d *decoder) settings(path string, v any, role Role, extra ...string) *sett
 		}
 	}
 	if v, ok := m["cipher_suites"]; ok {
-		l, ok := decodeList(d, key("cipher_suites"), v, "cipher suite", parseSuite, eqComparable)
-		if ok && len(l) == 0 {
-			d.errorf(key("cipher_suites"), "", "must name at least one cipher suite")
-		} else if ok {
+		if l, ok := decodeSet(d, key("cipher_suites"), v, "cipher suite", parseSuite); ok {
 			sp.cipherSuites = l
 		}
 	}
 	if v, ok := m["groups"]; ok {
-		l, ok := decodeList(d, key("groups"), v, "group", parseGroup, eqComparable)
-		if ok && len(l) == 0 {
-			d.errorf(key("groups"), "", "must name at least one group")
-		} else if ok {
+		if l, ok := decodeSet(d, key("groups"), v, "group", parseGroup); ok {
 			sp.groups = l
 		}
 	}
 	if v, ok := m["psk_modes"]; ok {
-		l, ok := decodeList(d, key("psk_modes"), v, "PSK mode", ParsePSKMode, eqComparable)
-		if ok && len(l) == 0 {
-			d.errorf(key("psk_modes"), "", "must name at least one mode")
-		} else if ok {
+		if l, ok := decodeSet(d, key("psk_modes"), v, "PSK mode", ParsePSKMode); ok {
 			sp.pskModes = l
 		}
 	}

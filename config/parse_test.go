@@ -249,7 +249,7 @@ var badTests = []struct {
 	{"group type", "[client]\ngroups = [25]\n", testFile + ":2: client.groups: group must be a string, not an integer"},
 	{"psk mode", "[client]\npsk_modes = [\"psk_dhe\"]\n",
 		testFile + `:2: client.psk_modes: unknown PSK mode "psk_dhe" (want psk_dhe_ke or psk_ke)`},
-	{"psk modes empty", "[client]\npsk_modes = []\n", testFile + ":2: client.psk_modes: must name at least one mode"},
+	{"psk modes empty", "[client]\npsk_modes = []\n", testFile + ":2: client.psk_modes: must name at least one PSK mode"},
 	{"auth", "[client]\nauth = [\"tls\"]\n", testFile + `:2: client.auth: unknown auth mode "tls" (want any, psk, x509 or unauth)`},
 	{"auth empty", "[client]\nauth = []\n",
 		testFile + ":2: client.auth: must allow at least one mode (use reject = true to refuse every request)"},

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/aes"
-	"crypto/cipher"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -20,13 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/sys/unix"
 
 	"github.com/tlshd-go/tlshd-go/config"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/genl/fakekernel"
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
+	"github.com/tlshd-go/tlshd-go/handshake/ktls/ktlstest"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 	"github.com/tlshd-go/tlshd-go/internal/testtool"
 	"github.com/tlshd-go/tlshd-go/keyring"
@@ -276,11 +273,7 @@ func key32(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
 
 // kernelRecords decrypts records read from the consumer's socket with a
 // recorded crypto_info, as kTLS would.
-type kernelRecords struct {
-	aead cipher.AEAD
-	iv   [12]byte
-	seq  uint64
-}
+type kernelRecords struct{ d *ktlstest.Direction }
 
 func newKernelRecords(t testing.TB, info []byte) *kernelRecords {
 	t.Helper()
@@ -288,58 +281,28 @@ func newKernelRecords(t testing.TB, info []byte) *kernelRecords {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var aead cipher.AEAD
-	if k.Suite == uint16(tls13.TLS_CHACHA20_POLY1305_SHA256) {
-		aead, err = chacha20poly1305.New(k.Key)
-	} else {
-		var b cipher.Block
-		if b, err = aes.NewCipher(k.Key); err == nil {
-			aead, err = cipher.NewGCM(b)
-		}
-	}
+	d, err := ktlstest.NewDirection(k)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kr := &kernelRecords{aead: aead, seq: k.Seq}
-	copy(kr.iv[:], k.IV)
-	return kr
-}
-
-func (k *kernelRecords) nonce() []byte {
-	n := k.iv
-	var s [8]byte
-	binary.BigEndian.PutUint64(s[:], k.seq)
-	for i := range s {
-		n[4+i] ^= s[i]
-	}
-	k.seq++
-	return n[:]
+	return &kernelRecords{d}
 }
 
 func (k *kernelRecords) read(t testing.TB, r io.Reader) []byte {
 	t.Helper()
-	hdr := make([]byte, 5)
-	if _, err := io.ReadFull(r, hdr); err != nil {
-		t.Fatal(err)
-	}
-	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
-	if _, err := io.ReadFull(r, body); err != nil {
-		t.Fatal(err)
-	}
-	plain, err := k.aead.Open(nil, k.nonce(), body, hdr)
+	typ, data, err := k.d.ReadRecord(r)
 	if err != nil {
-		t.Fatalf("decrypting with the installed keys: %v", err)
+		t.Fatalf("reading with the installed keys: %v", err)
 	}
-	return bytes.TrimRight(plain, "\x00")[:len(bytes.TrimRight(plain, "\x00"))-1]
+	if typ != 23 {
+		t.Fatalf("record type %d, want application data", typ)
+	}
+	return data
 }
 
 func (k *kernelRecords) write(t testing.TB, w io.Writer, data []byte) {
 	t.Helper()
-	inner := append(bytes.Clone(data), 23)
-	hdr := []byte{23, 3, 3, 0, 0}
-	binary.BigEndian.PutUint16(hdr[3:], uint16(len(inner)+16))
-	rec := k.aead.Seal(hdr, k.nonce(), inner, hdr)
-	if _, err := w.Write(rec); err != nil {
+	if _, err := w.Write(k.d.Seal(23, data)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,9 +3,6 @@ package rekey
 import (
 	"bytes"
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,9 +11,8 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/crypto/chacha20poly1305"
-
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
+	"github.com/tlshd-go/tlshd-go/handshake/ktls/ktlstest"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
 
@@ -29,45 +25,9 @@ type modelKTLS struct {
 	conn         net.Conn
 	rekeyable    bool
 	mu           sync.Mutex
-	tx, rx       *direction
+	tx, rx       *ktlstest.Direction
 	rxExpired    bool
 	txSet, rxSet bool
-}
-
-type direction struct {
-	aead cipher.AEAD
-	iv   [12]byte
-	seq  uint64
-}
-
-func newDirection(k ktls.Keys) (*direction, error) {
-	var aead cipher.AEAD
-	var err error
-	if k.Suite == uint16(tls13.TLS_CHACHA20_POLY1305_SHA256) {
-		aead, err = chacha20poly1305.New(k.Key)
-	} else {
-		var b cipher.Block
-		if b, err = aes.NewCipher(k.Key); err == nil {
-			aead, err = cipher.NewGCM(b)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	d := &direction{aead: aead, seq: k.Seq}
-	copy(d.iv[:], k.IV)
-	return d, nil
-}
-
-func (d *direction) nonce() []byte {
-	n := d.iv
-	var s [8]byte
-	binary.BigEndian.PutUint64(s[:], d.seq)
-	for i := range s {
-		n[4+i] ^= s[i]
-	}
-	d.seq++
-	return n[:]
 }
 
 func (m *modelKTLS) SetTX(k ktls.Keys) error {
@@ -76,7 +36,7 @@ func (m *modelKTLS) SetTX(k ktls.Keys) error {
 	if m.txSet && !m.rekeyable {
 		return syscall.EBUSY
 	}
-	d, err := newDirection(k)
+	d, err := ktlstest.NewDirection(k)
 	if err != nil {
 		return err
 	}
@@ -90,7 +50,7 @@ func (m *modelKTLS) SetRX(k ktls.Keys) error {
 	if m.rxSet && !m.rekeyable {
 		return syscall.EBUSY
 	}
-	d, err := newDirection(k)
+	d, err := ktlstest.NewDirection(k)
 	if err != nil {
 		return err
 	}
@@ -101,10 +61,7 @@ func (m *modelKTLS) SetRX(k ktls.Keys) error {
 func (m *modelKTLS) SendRecord(typ uint8, data []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	inner := append(bytes.Clone(data), typ)
-	hdr := []byte{23, 3, 3, 0, 0}
-	binary.BigEndian.PutUint16(hdr[3:], uint16(len(inner)+16))
-	_, err := m.conn.Write(m.tx.aead.Seal(hdr, m.tx.nonce(), inner, hdr))
+	_, err := m.conn.Write(m.tx.Seal(typ, data))
 	return err
 }
 
@@ -117,27 +74,19 @@ func (m *modelKTLS) Write(p []byte) (int, error) {
 
 func (m *modelKTLS) RecvRecord(buf []byte) (uint8, int, error) {
 	m.mu.Lock()
-	expired := m.rxExpired
+	expired, rx := m.rxExpired, m.rx
 	m.mu.Unlock()
 	if expired {
 		return 0, 0, syscall.EKEYEXPIRED
 	}
-	hdr := make([]byte, 5)
-	if _, err := io.ReadFull(m.conn, hdr); err != nil {
-		return 0, 0, err
-	}
-	body := make([]byte, binary.BigEndian.Uint16(hdr[3:]))
-	if _, err := io.ReadFull(m.conn, body); err != nil {
+	typ, data, err := rx.ReadRecord(m.conn)
+	if errors.Is(err, ktlstest.ErrDecrypt) {
+		return 0, 0, syscall.EBADMSG
+	} else if err != nil {
 		return 0, 0, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	plain, err := m.rx.aead.Open(nil, m.rx.nonce(), body, hdr)
-	if err != nil {
-		return 0, 0, syscall.EBADMSG
-	}
-	typ := plain[len(plain)-1]
-	data := plain[:len(plain)-1]
 	if typ == 22 && len(data) > 0 && data[0] == msgKeyUpdate {
 		m.rxExpired = true // like tls_sw: the next read waits for TLS_RX
 	}

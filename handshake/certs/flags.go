@@ -41,13 +41,7 @@ func (f Flags) ClientConfig(peerAddr netip.Addr) (*tls.Config, error) {
 	}
 	o := ClientOptions{PeerName: f.ServerName, PeerAddr: peerAddr}
 	var err error
-	if o.Roots, err = f.roots(); err != nil {
-		return nil, err
-	}
-	if o.CRLs, err = LoadCRLs(f.CRLFiles...); err != nil {
-		return nil, err
-	}
-	if o.AllowedNames, err = ParseNamePolicy(f.AllowedNames...); err != nil {
+	if o.Roots, o.CRLs, o.AllowedNames, err = f.trust(); err != nil {
 		return nil, err
 	}
 	if _, err := serverName(o.PeerName, o.PeerAddr); err != nil {
@@ -73,13 +67,7 @@ func (f Flags) ServerConfig() (*tls.Config, error) {
 		o.ClientAuth = ClientAuthRequired
 	}
 	var err error
-	if o.Roots, err = f.roots(); err != nil {
-		return nil, err
-	}
-	if o.CRLs, err = LoadCRLs(f.CRLFiles...); err != nil {
-		return nil, err
-	}
-	if o.AllowedNames, err = ParseNamePolicy(f.AllowedNames...); err != nil {
+	if o.Roots, o.CRLs, o.AllowedNames, err = f.trust(); err != nil {
 		return nil, err
 	}
 	c, err := LoadFiles(f.CertFile, f.KeyFile, f.KeyOpener)
@@ -90,9 +78,21 @@ func (f Flags) ServerConfig() (*tls.Config, error) {
 	return ServerConfig(o)
 }
 
-func (f Flags) roots() (*x509.CertPool, error) {
+// trust loads what verifies the peer, the same for both roles.
+func (f Flags) trust() (roots *x509.CertPool, crls *CRLSet, names *NamePolicy, err error) {
 	if f.CAFile == "" {
-		return LoadRoots()
+		roots, err = LoadRoots()
+	} else {
+		roots, err = LoadRoots(f.CAFile)
 	}
-	return LoadRoots(f.CAFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if crls, err = LoadCRLs(f.CRLFiles...); err != nil {
+		return nil, nil, nil, err
+	}
+	if names, err = ParseNamePolicy(f.AllowedNames...); err != nil {
+		return nil, nil, nil, err
+	}
+	return roots, crls, names, nil
 }
