@@ -267,6 +267,19 @@ func socketPair(t testing.TB) (consumer *os.File, peer net.Conn) {
 	return f, s
 }
 
+// consumerPair is a connection both of whose ends are kernel consumers'
+// sockets: an NVMe host and target, or an NFS client and server.
+func consumerPair(t testing.TB) (a, b *os.File) {
+	t.Helper()
+	a, peer := socketPair(t)
+	b, err := peer.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, b
+}
+
 const nvmeID = "NVMe0R01 nqn.2014-08.org.nvmexpress:uuid:36ebf5a9-1df9-47b3-a6d0-e9ba32e428a2 nqn.2024-01.io.example:target"
 
 func key32(b byte) []byte { return bytes.Repeat([]byte{b}, 32) }
@@ -402,12 +415,7 @@ func TestBothSidesThroughDaemon(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			td := newTestDaemon(t, tc.policy)
 			td.keys.add(7, tc.id, tc.key)
-			host, tgtConn := socketPair(t)
-			tgt, err := tgtConn.(*net.TCPConn).File()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer tgt.Close()
+			host, tgt := consumerPair(t)
 			td.start()
 			ph := td.fk.Submit(int(host.Fd()), fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.PSK, PeerIdentities: []int32{7}})
 			pt := td.fk.Submit(int(tgt.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK, PeerIdentities: []int32{0}})
@@ -714,12 +722,7 @@ func TestServerSearchesOnlyItsKeyrings(t *testing.T) {
 	td := newTestDaemon(t, "")
 	td.keys.add(1, nvmeID, key32(1))         // .nvme, the target's
 	td.keys.addIn(2000, 2, nvmeID, key32(9)) // the host's own keyring
-	host, tgtConn := socketPair(t)
-	tgt, err := tgtConn.(*net.TCPConn).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tgt.Close()
+	host, tgt := consumerPair(t)
 	td.start()
 	ph := td.fk.Submit(int(host.Fd()), fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.PSK, PeerIdentities: []int32{2}})
 	pt := td.fk.Submit(int(tgt.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK})

@@ -3,7 +3,6 @@ package handshake
 import (
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -79,12 +78,7 @@ crl = [%q]
 // client and server in one host.
 func x509Pair(t *testing.T, td *testDaemon, client, server fakekernel.Params) (fakekernel.Result, fakekernel.Result, int, int) {
 	t.Helper()
-	cli, srvConn := socketPair(t)
-	srv, err := srvConn.(*net.TCPConn).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	cli, srv := consumerPair(t)
 	pc := td.fk.Submit(int(cli.Fd()), client)
 	ps := td.fk.Submit(int(srv.Fd()), server)
 	return wait(t, pc), wait(t, ps), pc.FD(), ps.FD()

@@ -116,25 +116,17 @@ type CA struct {
 // NewCA makes a self-signed root of key type kt.
 func NewCA(t testing.TB, kt KeyType, name string) *CA {
 	t.Helper()
-	key := NewKey(t, kt)
-	tmpl := &x509.Certificate{
-		SerialNumber:          nextSerial(),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"tlshd-go test"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatalf("certstest: creating CA %q: %v", name, err)
-	}
-	return &CA{Cert: mustParse(t, der), Key: key}
+	return newCA(t, kt, name, nil)
 }
 
 // Intermediate makes a CA certified by ca.
 func (ca *CA) Intermediate(t testing.TB, kt KeyType, name string) *CA {
+	t.Helper()
+	return newCA(t, kt, name, ca)
+}
+
+// newCA makes a CA signed by parent, or self-signed if parent is nil.
+func newCA(t testing.TB, kt KeyType, name string, parent *CA) *CA {
 	t.Helper()
 	key := NewKey(t, kt)
 	tmpl := &x509.Certificate{
@@ -146,11 +138,15 @@ func (ca *CA) Intermediate(t testing.TB, kt KeyType, name string) *CA {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
-	if err != nil {
-		t.Fatalf("certstest: creating intermediate %q: %v", name, err)
+	issuer, signer := tmpl, crypto.Signer(key)
+	if parent != nil {
+		issuer, signer = parent.Cert, parent.Key
 	}
-	return &CA{Cert: mustParse(t, der), Key: key, Parent: ca}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), signer)
+	if err != nil {
+		t.Fatalf("certstest: creating CA %q: %v", name, err)
+	}
+	return &CA{Cert: mustParse(t, der), Key: key, Parent: parent}
 }
 
 // Chain is ca's certificate followed by its parents up to, but not
