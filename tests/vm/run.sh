@@ -19,6 +19,9 @@
 #                 tlshd with DAEMON_CONF set: -s -c /etc/tlshd-vm/daemon.conf]
 #   DAEMON_CONF   host file installed as /etc/tlshd-vm/daemon.conf     []
 #   SCENARIOS     guest/scenarios/<name>.sh to run, in order, in one boot  [nvme-basic]
+#   INIT          PID 1 of the guest: bash (guest/init itself) or systemd (guest/init
+#                 runs as tlshd-vm-harness.service)  [bash; systemd if a scenario
+#                 has a "# vm-init: systemd" line]
 #   EXTRA_FILES   "hostpath:guestpath ..." more files for the guest    []
 #   GUEST_PKGS    extra Debian packages for the root image (own cache key)  []
 #   TIMEOUT       seconds before qemu is killed                        [900]
@@ -31,7 +34,7 @@
 #   KEEP_DEBS=1   keep the kernel .debs after unpacking (default: removed)
 #   MIRROR        Debian mirror                          [http://deb.debian.org/debian]
 # Scenario settings (EXPECT_*, STORM_*, MULTI_*, NETNS_*, FAIL_*, FD_*, BASIC_*,
-# HOST_DAEMON*, TARGET_DAEMON*, SCENARIO_TIMEOUT, DAEMON_LOG_CONSOLE, ...) are
+# HOST_DAEMON*, TARGET_DAEMON*, NFS_*, POLICY_*, UNIT_*, SCENARIO_TIMEOUT, DAEMON_LOG_CONSOLE, ...) are
 # passed to the guest unchanged; see the header of each scenario.
 #
 # Exit status 0 only if the guest printed "TLSHD-VM: PASS".
@@ -46,6 +49,7 @@ WORKDIR=${WORKDIR:-/var/tmp/tlshd-go-vm}
 DAEMON=${DAEMON:-}
 DAEMON_CONF=${DAEMON_CONF:-}
 SCENARIOS=${SCENARIOS:-nvme-basic}
+INIT=${INIT:-}
 EXTRA_FILES=${EXTRA_FILES:-}
 GUEST_PKGS=${GUEST_PKGS:-}
 TIMEOUT=${TIMEOUT:-900}
@@ -56,17 +60,22 @@ BOOT_RETRIES=${BOOT_RETRIES:-2}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-180}
 
 # The guest userland: the reference daemon (interop, comparisons) and tools.
-BASE_PKGS="ktls-utils nvme-cli keyutils kmod iproute2 procps util-linux strace"
+# systemd (already pulled in by ktls-utils) and systemd-sysv: INIT=systemd.
+# nfs-kernel-server, nfs-common (nfsd, mountd, nfsdcld, mount.nfs) and openssl
+# (test certificates and CRLs made in the guest): scenario nfs-tls.
+BASE_PKGS="ktls-utils nvme-cli keyutils kmod iproute2 procps util-linux strace systemd systemd-sysv
+	nfs-kernel-server nfs-common openssl"
 # Needed to mount the two disks in stage 1 (dependencies are added).
 STAGE1_MODULES="virtio_blk ext4"
 # Kernel options every scenario relies on.
 KCONFIG_NEEDED="NET_HANDSHAKE TLS NVME_TCP NVME_TCP_TLS NVME_TARGET_TCP NVME_TARGET_TCP_TLS
-	KEYS NVME_KEYRING VIRTIO_BLK EXT4_FS BLK_DEV_RAM BLK_DEV_NULL_BLK VETH"
+	KEYS NVME_KEYRING VIRTIO_BLK EXT4_FS BLK_DEV_RAM BLK_DEV_NULL_BLK VETH
+	NFS_FS NFS_V4 NFSD NFSD_V4"
 # Bump when the root image layout changes.
-IMAGE_FORMAT=1
+IMAGE_FORMAT=2
 # Variables handed to the guest besides the ones above (shell patterns).
 GUEST_VARS="EXPECT_* STORM_* MULTI_* NETNS_* FAIL_* FD_* BASIC_* SHA384_* HOST_DAEMON*
-	TARGET_DAEMON* SCENARIO_TIMEOUT CONSOLE_LOGLEVEL DAEMON_LOG_CONSOLE DAEMON_START_WAIT DD_MB CONNECT_TIMEOUT"
+	TARGET_DAEMON* NFS_* POLICY_* UNIT_* INIT_BLAME SCENARIO_TIMEOUT CONSOLE_LOGLEVEL DAEMON_LOG_CONSOLE DAEMON_START_WAIT DD_MB CONNECT_TIMEOUT"
 
 log() { printf '>>> %s\n' "$*" >&2; }
 die() { printf 'run.sh: error: %s\n' "$*" >&2; exit 1; }
@@ -268,6 +277,19 @@ build_root() {
 		"$r"/usr/share/man/* "$r"/usr/share/locale/* "$r"/usr/share/info/*
 	rm -rf "$r/usr/lib/modules"
 	mkdir -p "$r/usr/lib/modules" "$r/harness"
+	# INIT=systemd: every boot starts from this image, so units with
+	# ConditionNeedsUpdate= (ldconfig, sysusers, hwdb, catalog) would run in
+	# every boot; the image is up to date.
+	touch "$r/etc/.updated" "$r/var/.updated"
+	# The NFS packages enable nfsd, rpcbind and the NFS client units; under
+	# INIT=systemd they would start in init_net in every boot. Masked: the
+	# nfs-tls scenario starts what it needs itself, in its namespaces.
+	for u in nfs-server nfs-kernel-server nfs-mountd nfsdcld nfs-idmapd nfs-blkmap rpc-statd \
+		rpc-statd-notify rpcbind rpc-svcgssd rpc-gssd; do
+		ln -sf /dev/null "$r/etc/systemd/system/$u.service"
+	done
+	ln -sf /dev/null "$r/etc/systemd/system/rpcbind.socket"
+	ln -sf /dev/null "$r/etc/systemd/system/nfs-client.target"
 	log "building root image ${ROOT_IMAGE##*/}"
 	mkimage "$r" "$ROOT_IMAGE" 200 tlshd-vm-root
 	rm -rf "$r"
@@ -291,6 +313,23 @@ build_initrd() {   # out
 	install -m 0755 "$HERE/guest/init" "$ov/harness/init"
 	install -m 0644 "$HERE/guest/lib.sh" "$ov/harness/lib.sh"
 	install -m 0755 "$HERE"/guest/scenarios/*.sh "$ov/harness/scenarios/"
+	# INIT=systemd: the harness units (harmless under bash), the helpers for
+	# scenarios that run the daemon from its unit, and the project's unit
+	# files as they are in the tree (scenarios install them).
+	mkdir -p "$ov/etc/systemd/system" "$ov/harness/systemd"
+	install -m 0644 "$HERE"/guest/systemd/*.target "$HERE"/guest/systemd/*.service "$ov/etc/systemd/system/"
+	if [ "$INIT" = systemd ]; then   # boot time: guest/systemd/masked
+		mkdir -p "$ov/etc/systemd/system-generators"
+		grep -v '^#' "$HERE/guest/systemd/masked" | while read -r u; do
+			case $u in
+			"") ;;
+			*-generator) ln -sf /dev/null "$ov/etc/systemd/system-generators/$u" ;;
+			*) ln -sf /dev/null "$ov/etc/systemd/system/$u" ;;
+			esac
+		done
+	fi
+	install -m 0644 "$HERE/guest/unit.sh" "$ov/harness/unit.sh"
+	cp -a "$HERE/../../systemd/tlshd-go.service" "$HERE/../../systemd/tlshd-go.service.d" "$ov/harness/systemd/"
 	if [ -n "$DAEMON" ]; then
 		[ -f "$DAEMON" ] && [ -x "$DAEMON" ] || die "DAEMON=$DAEMON is not an executable file"
 		gdaemon=/harness/bin/${DAEMON##*/}
@@ -311,6 +350,7 @@ build_initrd() {   # out
 		printf 'DAEMON_ARGS=%q\n' "$v"
 		printf 'SCENARIOS=%q\n' "$SCENARIOS"
 		printf 'GUEST_SHELL=%q\n' "$GUEST_SHELL"
+		printf 'INIT=%q\n' "$INIT"
 		for n in $(compgen -v); do
 			for pat in $GUEST_VARS; do
 				# shellcheck disable=SC2254
@@ -337,6 +377,27 @@ accel() {
 	*) die "ACCEL=$ACCEL: tcg, kvm or auto" ;;
 	esac
 }
+# INIT: bash unless set, or unless a scenario needs systemd ("# vm-init: systemd").
+resolve_init() {
+	local s wants=""
+	for s in $SCENARIOS; do
+		grep -q '^# vm-init: systemd' "$HERE/guest/scenarios/$s.sh" 2>/dev/null && wants="$wants $s"
+	done
+	case ${INIT:-} in
+	"") if [ -n "$wants" ]; then INIT=systemd; else INIT=bash; fi ;;
+	bash) [ -z "$wants" ] || die "INIT=bash, but these scenarios need systemd:$wants" ;;
+	systemd) ;;
+	*) die "INIT=$INIT: bash or systemd" ;;
+	esac
+}
+# systemd as PID 1: stage 1 switch_roots to it (tlshd_vm_init=); the
+# target tlshd-vm.target (basic.target + the harness) instead of
+# default.target; ktls-utils' tlshd.service masked (it is enabled in the
+# image and would take a share of the requests).
+init_cmdline() {
+	[ "$INIT" = systemd ] || return 0
+	echo " tlshd_vm_init=systemd systemd.unit=tlshd-vm.target systemd.mask=tlshd.service systemd.firstboot=no"
+}
 QEMU=()
 qemu_cmd() {   # initrd
 	local kd=$WORKDIR/kernel/$KVER a cpu=max
@@ -349,7 +410,7 @@ qemu_cmd() {   # initrd
 		-drive "file=$ROOT_IMAGE,format=raw,if=virtio,snapshot=on,cache=unsafe"
 		-drive "file=$kd/modules.ext4,format=raw,if=virtio,readonly=on"
 		-kernel "$kd/boot" -initrd "$1"
-		-append "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic rdinit=/init")
+		-append "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic rdinit=/init$(init_cmdline)")
 }
 
 # One boot; console lines prefixed with host seconds since qemu started.
@@ -397,7 +458,7 @@ run_vm() {
 	qemu_cmd "$initrd"
 	con=$out/console.log
 	while :; do
-		log "boot $KVER ($(accel), smp $SMP, mem $MEM): $SCENARIOS"
+		log "boot $KVER ($(accel), smp $SMP, mem $MEM, init $INIT): $SCENARIOS"
 		rc=0
 		boot_once "$con" || rc=$?
 		# A boot that never reached the guest init (TCG early-boot oopses, ~1 in
@@ -414,6 +475,7 @@ run_vm() {
 		echo "kernel=$KVER"
 		echo "scenarios=$SCENARIOS"
 		echo "daemon=${DAEMON:-/usr/sbin/tlshd}"
+		echo "init=$INIT"
 		echo "boot_retries=$try"
 		echo "host_qemu_exit=$rc"
 		sed -n 's/^\[ *[0-9.]*\] RESULT //p' "$con"
@@ -462,10 +524,11 @@ fi
 case "${1:-all}" in
 clean) rm -rf "$WORKDIR" ;;
 build) build_all; log "built: kernel $KVER, ${ROOT_IMAGE##*/} in $WORKDIR" ;;
-all) check_scenarios; build_all; run_vm ;;
-run) check_scenarios; use_cached; run_vm ;;
+all) check_scenarios; resolve_init; build_all; run_vm ;;
+run) check_scenarios; resolve_init; use_cached; run_vm ;;
 shell)
 	use_cached
+	resolve_init
 	GUEST_SHELL=1
 	initrd=$WORKDIR/shell-initrd.gz
 	build_initrd "$initrd"

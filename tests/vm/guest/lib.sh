@@ -490,11 +490,38 @@ verify_connected() {   # nqn [key-prefix]
 }
 
 # -------------------------------------------------------------- cleanup ---
+# INIT=systemd: init runs as tlshd-vm-harness.service, where kill -1 would
+# also hit journald and systemd's helpers. Stop the units scenarios start
+# (tlshd-go.service; tlshd.service is masked), then kill every process of
+# the harness's cgroup but init itself.
+harness_kill_others() {
+	local cg p n i procs=()
+	systemctl stop 'tlshd-go*.service' 2>/dev/null
+	systemctl reset-failed 2>/dev/null
+	read -r cg </proc/self/cgroup
+	cg=/sys/fs/cgroup${cg#0::}
+	for ((i = 0; i < 50; i++)); do
+		mapfile -t procs 2>/dev/null <"$cg/cgroup.procs"
+		n=0
+		for p in "${procs[@]}"; do
+			((p == $$)) && continue
+			kill -KILL "$p" 2>/dev/null
+			n=$((n + 1))
+		done
+		((n == 0)) && break
+		nap 0.05
+	done
+}
 # Called by init (PID 1) after every scenario: a clean slate for the next.
 cleanup_all() {
 	local c p s n f
+	nfs_cleanup_all   # NFS mounts and nfsd first: their servers' namespaces go below
 	for c in /sys/class/nvme/nvme*; do [ -e "$c/delete_controller" ] && ctrl_delete "${c##*/}"; done
-	kill -KILL -1 2>/dev/null     # from PID 1: every process but init
+	if (($$ == 1)); then
+		kill -KILL -1 2>/dev/null     # from PID 1: every process but init
+	else
+		harness_kill_others           # INIT=systemd
+	fi
 	wait 2>/dev/null
 	for p in "$CFS"/ports/*; do
 		[ -d "$p" ] || continue
@@ -520,4 +547,175 @@ cleanup_all() {
 	: >$TR/trace
 	dmesg -C
 	rm -rf /tmp/*
+}
+
+# ------------------------------------------------------- x509 (openssl) ---
+# A throw-away PKI made with openssl in the guest: EC P-256 keys, a CA, leaf
+# certificates with SANs and EKUs, and a CRL. Serial numbers are explicit
+# (a CRL names them).
+pki_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null && chmod 600 "$1"; }
+pki_ca() {   # dir cn -> dir/ca.pem dir/ca.key
+	mkdir -p "$1" && pki_key "$1/ca.key" &&
+		openssl req -x509 -new -key "$1/ca.key" -out "$1/ca.pem" -days 3650 -subj "/CN=$2" \
+			-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+}
+pki_leaf() {   # dir name cn san eku serial -> dir/name.pem dir/name.key
+	local d=$1 n=$2
+	pki_key "$d/$n.key" || return 1
+	printf 'subjectAltName=%s\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=%s\n' \
+		"$4" "$5" >"$d/$n.ext"
+	openssl req -new -key "$d/$n.key" -subj "/CN=$3" -out "$d/$n.csr" 2>/dev/null &&
+		openssl x509 -req -in "$d/$n.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -set_serial "$6" \
+			-days 3650 -extfile "$d/$n.ext" -out "$d/$n.pem" 2>/dev/null
+	local rc=$?
+	rm -f "$d/$n.csr" "$d/$n.ext"
+	return $rc
+}
+# Revoke leaf certificates and (re)issue dir/crl.pem (PEM, signed by the CA).
+pki_revoke() {   # dir name...
+	local d=$1 n
+	shift
+	[ -e "$d/index.txt" ] || { : >"$d/index.txt"; echo 01 >"$d/crlnumber"; }
+	printf '[ca]\ndefault_ca = d\n[d]\ndatabase = %s\ncrlnumber = %s\ncertificate = %s\nprivate_key = %s\ndefault_md = sha256\ndefault_crl_days = 3650\n' \
+		"$d/index.txt" "$d/crlnumber" "$d/ca.pem" "$d/ca.key" >"$d/ca.cnf"
+	for n; do openssl ca -config "$d/ca.cnf" -revoke "$d/$n.pem" >/dev/null 2>&1 || return 1; done
+	openssl ca -config "$d/ca.cnf" -gencrl -out "$d/crl.pem" >/dev/null 2>&1
+}
+
+# ------------------------------------------------------ trace by daemon ---
+# Handshakes of a saved trace (trace_start fork) per daemon: each ACCEPT is
+# attributed to the daemon whose process it came from: the accepting task's
+# thread group (options/record-tgid, set by trace_tgid) is the daemon, or a
+# process forked from it (tlshd forks a child per request; fork events traced).
+# -> TRD[<name>_accepts] TRD[<name>_ok] TRD[<name>_failed]
+#    TRD[<name>_statuses] ("-13x1,-110x2") TRD[<name>_cancel],
+#    TRD[unaccepted] (submitted, never accepted), TRD[other_accepts]
+declare -A TRD=()
+trace_tgid() { echo "${1:-1}" >$TR/options/record-tgid; }   # [0|1]
+trace_by_daemon() {   # file name:pid,...
+	local k v
+	TRD=()
+	while IFS='=' read -r k v; do TRD[$k]=$v; done < <(awk -v daemons="$2" '
+	BEGIN {
+		n = split(daemons, d, ",")
+		for (i = 1; i <= n; i++) { split(d[i], kv, ":"); dname[kv[2]] = kv[1]; names[kv[1]] = 1 }
+	}
+	function owner(p,   g) {
+		g = 0
+		while (!(p in dname) && (p in parent) && g++ < 64) p = parent[p]
+		return (p in dname) ? dname[p] : "other"
+	}
+	{
+		ev = ""
+		for (i = 2; i <= NF; i++) if ($i ~ /^[a-z_]+:$/) { ev = substr($i, 1, length($i) - 1); break }
+		if (ev == "") next
+		delete a
+		for (j = i + 1; j <= NF; j++) { eq = index($j, "="); if (eq) a[substr($j, 1, eq - 1)] = substr($j, eq + 1) }
+		pid = $1; sub(/.*-/, "", pid)
+		tgid = pid
+		if (match($0, /\( *[0-9]+\)/)) { tgid = substr($0, RSTART + 1, RLENGTH - 2); gsub(/ /, "", tgid) }
+		req = a["req"]
+		if (ev == "sched_process_fork") { parent[a["child_pid"]] = a["pid"]; next }
+		if (ev == "handshake_submit") { sub_[req] = 1; order[++nreq] = req }
+		else if (ev == "handshake_cmd_accept") {
+			o = owner(tgid); if (o == "other") o = owner(pid)
+			by[req] = o; c[o "_accepts"]++
+		}
+		else if (ev == "handshake_cancel") { o = (req in by) ? by[req] : "unaccepted"; c[o "_cancel"]++ }
+		else if (ev == "handshake_complete") {
+			o = (req in by) ? by[req] : "unaccepted"; st = a["status"]
+			if (st == 0) c[o "_ok"]++
+			else { c[o "_failed"]++; k = o SUBSEP st; stat[k]++ }
+		}
+	}
+	END {
+		for (r in sub_) if (!(r in by)) c["unaccepted"]++
+		names["other"] = 1
+		for (nm in names) {
+			for (x in stat) { split(x, p, SUBSEP); if (p[1] == nm) s[nm] = s[nm] (s[nm] == "" ? "" : ",") p[2] "x" stat[x] }
+			print nm "_accepts=" c[nm "_accepts"] + 0
+			print nm "_ok=" c[nm "_ok"] + 0
+			print nm "_failed=" c[nm "_failed"] + 0
+			print nm "_cancel=" c[nm "_cancel"] + 0
+			print nm "_statuses=" s[nm]
+		}
+		print "unaccepted=" c["unaccepted"] + 0
+	}' "$1")
+}
+
+# ------------------------------------------------------------------ NFS ---
+# nfsd in a network namespace: its pseudo filesystems (/proc/fs/nfsd,
+# rpc_pipefs) are per netns, so they are mounted from inside it (nsenter
+# --net keeps the mount namespace: the mounts are visible to all, bound to
+# that netns). NFSv4 only: no rpcbind, no statd.
+# Grace period: without client tracking nfsd refuses OPENs for 90 s (and
+# writing v4_end_grace is refused: UMH and legacy tracking do not work
+# outside init_net, 7.x has no legacy tracking at all). nfsdcld (cld v2)
+# with an empty database lets nfsd skip grace; nfsd gives nfsdcld 1 s to
+# open the pipe it creates, so nfsdcld must watch the pipe directory first.
+# -> NFSD_NS NFSD_PIDS (mountd, nfsdcld) NFSD_GRACE ("Y" once over)
+NFSD_NS="" NFSD_PIDS=()
+nfs_server_start() {   # netns exports-file
+	local ns=$1 x=(nsenter "--net=/run/netns/$1") i f ok=0 g=N pid
+	NFSD_NS=$ns NFSD_PIDS=()
+	modprobe -a nfsd nfsv4 || { fail "modprobe nfsd nfsv4"; return 1; }
+	cp "$2" /etc/exports
+	mkdir -p /run/rpc_pipefs /var/lib/nfs/nfsdcld /var/lib/nfs/v4recovery
+	"${x[@]}" mount -t nfsd nfsd /proc/fs/nfsd || { fail "mount nfsd (netns $ns)"; return 1; }
+	"${x[@]}" mount -t rpc_pipefs rpc_pipefs /run/rpc_pipefs || { fail "mount rpc_pipefs (netns $ns)"; return 1; }
+	setsid "${x[@]}" nfsdcld -F >/tmp/nfsdcld.log 2>&1 </dev/null &
+	pid=$!
+	NFSD_PIDS+=("$pid")
+	for ((i = 0; i < 100 && !ok; i++)); do
+		for f in /proc/"$pid"/fdinfo/*; do
+			[[ $(<"$f") == *"inotify wd:"* ]] && ok=1
+		done 2>/dev/null
+		((ok)) || nap 0.05
+	done
+	((ok)) || say "nfsdcld not watching its pipe directory after 5 s: expect a grace period"
+	"${x[@]}" exportfs -ra 2>&1 | sed 's/^/    exportfs: /'
+	setsid "${x[@]}" rpc.mountd -F -N 2 -N 3 >/tmp/mountd.log 2>&1 </dev/null &
+	NFSD_PIDS+=("$!")
+	"${x[@]}" rpc.nfsd -N 3 -G 10 4 >/tmp/rpc.nfsd.log 2>&1 || { fail "rpc.nfsd: $(cat /tmp/rpc.nfsd.log)"; return 1; }
+	for ((i = 0; i < 300; i++)); do
+		read -r g </proc/fs/nfsd/v4_end_grace
+		[ "$g" = Y ] && break
+		((i == 0)) && { echo Y >/proc/fs/nfsd/v4_end_grace; } 2>/dev/null
+		nap 0.1
+	done
+	NFSD_GRACE=$g
+}
+nfs_server_stop() {
+	local p
+	[ -n "$NFSD_NS" ] || return 0
+	[ -e /proc/fs/nfsd/threads ] && echo 0 >/proc/fs/nfsd/threads 2>/dev/null
+	nsenter "--net=/run/netns/$NFSD_NS" exportfs -au >/dev/null 2>&1
+	for p in "${NFSD_PIDS[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${NFSD_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+	NFSD_PIDS=() NFSD_NS=""
+	umount /run/rpc_pipefs 2>/dev/null
+	umount /proc/fs/nfsd 2>/dev/null
+}
+# NFS mounts, nfsd threads and its pseudo filesystems, whatever a scenario
+# left (init calls it before removing the namespaces). Lazy, forced
+# unmounts: a mount whose server is gone must not hang the next scenario.
+nfs_cleanup_all() {
+	local l f
+	slurp /proc/mounts
+	for l in "${SLURP[@]}"; do
+		read -r -a f <<<"$l"
+		case ${f[2]} in nfs | nfs4) timeout 10 umount -f -l "${f[1]}" 2>/dev/null ;; esac
+	done
+	[ -e /proc/fs/nfsd/threads ] && echo 0 >/proc/fs/nfsd/threads 2>/dev/null
+	grep -q ' /run/rpc_pipefs ' /proc/mounts && umount -l /run/rpc_pipefs
+	grep -q ' /proc/fs/nfsd ' /proc/mounts && umount -l /proc/fs/nfsd
+	echo 0 >$TR/options/record-tgid 2>/dev/null   # trace_tgid
+	return 0
+}
+# kTLS sockets on NFS connections (port 2049) in a netns, with their ciphers
+# (ss -i; iproute2 names only AES-GCM): -> "aes-gcm-128:1" or ""
+ktls_ciphers_ns() {   # netns
+	nsenter "--net=/run/netns/$1" ss -Htni '( sport = :2049 or dport = :2049 )' 2>/dev/null | awk '/tcp-ulp-tls/ {
+		c = "other"; if (match($0, /cipher: [a-z0-9-]+/)) c = substr($0, RSTART + 8, RLENGTH - 8); n[c]++ }
+		END { for (c in n) printf "%s%s:%d", (o++ ? "," : ""), c, n[c] }'
 }
