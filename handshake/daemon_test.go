@@ -242,28 +242,13 @@ func (td *testDaemon) stop(t testing.TB) {
 // the remote end.
 func socketPair(t testing.TB) (consumer *os.File, peer net.Conn) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	c, s := testtool.TCPPair(t)
+	f, err := c.File() // a blocking dup, as a kernel consumer's socket is
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		acc <- c
-	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-acc
-	f, err := c.(*net.TCPConn).File()
 	c.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// File() leaves the dup in blocking mode, as a kernel socket is.
-	t.Cleanup(func() { f.Close(); s.Close() })
+	t.Cleanup(func() { f.Close() })
 	return f, s
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
 	"github.com/tlshd-go/tlshd-go/handshake/ktls/ktlstest"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
 // modelKTLS is kTLS in userspace, as faithfully as a test needs: TLS 1.3
@@ -97,37 +98,19 @@ func (m *modelKTLS) RecvRecord(buf []byte) (uint8, int, error) {
 // ends off, returning the connections and sessions.
 func handshakePair(t testing.TB, suite tls13.CipherSuite) (cc, sc *net.TCPConn, cs, ss *tls13.Session) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	cc, sc = testtool.TCPPair(t)
 	psk := tls13.PSK{Identity: []byte("rekey"), Key: bytes.Repeat([]byte{7}, suite.Hash().Size()), Hash: suite.Hash()}
+	server := tls13.Server(sc, &tls13.Config{GetPSK: func([]byte) (*tls13.PSK, error) { p := psk; return &p, nil }})
 	errc := make(chan error, 1)
-	var server *tls13.Conn
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			errc <- err
-			return
-		}
-		sc = c.(*net.TCPConn)
-		server = tls13.Server(c, &tls13.Config{GetPSK: func([]byte) (*tls13.PSK, error) { p := psk; return &p, nil }})
-		errc <- server.Handshake(context.Background())
-	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc = c.(*net.TCPConn)
-	client := tls13.Client(c, &tls13.Config{PSKs: []tls13.PSK{psk}, CipherSuites: []tls13.CipherSuite{suite}})
+	go func() { errc <- server.Handshake(context.Background()) }()
+	client := tls13.Client(cc, &tls13.Config{PSKs: []tls13.PSK{psk}, CipherSuites: []tls13.CipherSuite{suite}})
 	if err := client.Handshake(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cc.Close(); sc.Close() })
+	var err error
 	if cs, err = client.Handoff(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
 	"github.com/tlshd-go/tlshd-go/handshake/stdtls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
 type side struct {
@@ -23,32 +23,18 @@ type side struct {
 // handshake runs stdtls client and server over loopback TCP.
 func handshake(t *testing.T, ccfg, scfg *tls.Config) (client, server side) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	cconn, sconn := testtool.TCPPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ch := make(chan side, 1)
 	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			ch <- side{err: err}
-			return
-		}
-		defer conn.Close()
-		s, err := stdtls.Server(ctx, conn, scfg)
+		s, err := stdtls.Server(ctx, sconn, scfg)
+		sconn.Close() // a refusal must reach the client as EOF, not a hang
 		ch <- side{s, err}
 	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
+	s, err := stdtls.Client(ctx, cconn, ccfg)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	s, err := stdtls.Client(ctx, conn, ccfg)
-	if err != nil {
-		conn.(*net.TCPConn).CloseWrite()
+		cconn.CloseWrite()
 	}
 	return side{s, err}, <-ch
 }

@@ -9,6 +9,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
 // tcpPair returns the fds of both ends of an established loopback TCP
@@ -16,22 +18,10 @@ import (
 // cleanup.
 func tcpPair(t *testing.T) (a, b int) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Skipf("no loopback TCP: %v", err)
-	}
-	defer ln.Close()
-	cc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cc, sc := testtool.TCPPair(t)
 	defer cc.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer sc.Close()
-	return dupFD(t, cc.(*net.TCPConn)), dupFD(t, sc.(*net.TCPConn))
+	return dupFD(t, cc), dupFD(t, sc)
 }
 
 func dupFD(t *testing.T, c *net.TCPConn) int {

@@ -14,35 +14,6 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() {
-		c, err := ln.Accept()
-		ch <- res{c, err}
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Cleanup(func() { client.Close(); r.c.Close() })
-	return client, r.c
-}
-
 // readRecord reads one whole TLS record from conn.
 func readRecord(t testing.TB, conn net.Conn, timeout time.Duration) []byte {
 	t.Helper()

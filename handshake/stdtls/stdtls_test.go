@@ -15,6 +15,7 @@ import (
 
 	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
 var keyTypes = []certstest.KeyType{certstest.ECDSAP256, certstest.RSA2048, certstest.Ed25519}
@@ -25,9 +26,9 @@ type result struct {
 }
 
 // pair runs Client and Server against each other over loopback TCP.
-func pair(t *testing.T, ccfg, scfg *tls.Config) (client, server result, cconn, sconn net.Conn) {
+func pair(t *testing.T, ccfg, scfg *tls.Config) (client, server result, cconn, sconn *net.TCPConn) {
 	t.Helper()
-	cconn, sconn = tcpPair(t)
+	cconn, sconn = testtool.TCPPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ch := make(chan result, 1)
@@ -39,7 +40,7 @@ func pair(t *testing.T, ccfg, scfg *tls.Config) (client, server result, cconn, s
 	if cerr != nil {
 		// A failing client may leave the server waiting for a flight
 		// that never comes.
-		cconn.(*net.TCPConn).CloseWrite()
+		cconn.CloseWrite()
 	}
 	server = <-ch
 	return result{cs, cerr}, server, cconn, sconn
@@ -121,7 +122,7 @@ func TestServerLeavesClientData(t *testing.T) {
 				ccfg, scfg = p.mtlsClientConfig(), p.mtlsServerConfig()
 			}
 			ccfg.SessionTicketsDisabled = true
-			cconn, sconn := tcpPair(t)
+			cconn, sconn := testtool.TCPPair(t)
 			errc := make(chan error, 1)
 			tc := tls.Client(cconn, ccfg)
 			go func() {
@@ -206,7 +207,7 @@ func (c *injectConn) Write(p []byte) (int, error) {
 
 func TestClientLeavesServerRecords(t *testing.T) {
 	p := newPKI(t, certstest.ECDSAP256)
-	cconn, sconn := tcpPair(t)
+	cconn, sconn := testtool.TCPPair(t)
 	kl := new(captureKeyLog)
 	scfg := p.serverConfig()
 	scfg.KeyLogWriter = kl
@@ -392,7 +393,7 @@ func TestPlaintextAlert(t *testing.T) {
 func TestPeerClosesMidHandshake(t *testing.T) {
 	p := newPKI(t, certstest.ECDSAP256)
 	t.Run("client", func(t *testing.T) {
-		cconn, sconn := tcpPair(t)
+		cconn, sconn := testtool.TCPPair(t)
 		go func() {
 			buf := make([]byte, 100)
 			sconn.Read(buf) // part of the ClientHello
@@ -408,11 +409,11 @@ func TestPeerClosesMidHandshake(t *testing.T) {
 		}
 	})
 	t.Run("server", func(t *testing.T) {
-		cconn, sconn := tcpPair(t)
+		cconn, sconn := testtool.TCPPair(t)
 		go func() {
 			// Half a ClientHello, then FIN.
 			cconn.Write([]byte{22, 3, 1, 0, 200, 1, 0, 0, 196, 3, 3})
-			cconn.(*net.TCPConn).CloseWrite()
+			cconn.CloseWrite()
 		}()
 		_, err := Server(context.Background(), sconn, p.serverConfig())
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -420,8 +421,8 @@ func TestPeerClosesMidHandshake(t *testing.T) {
 		}
 	})
 	t.Run("server before ClientHello", func(t *testing.T) {
-		cconn, sconn := tcpPair(t)
-		cconn.(*net.TCPConn).CloseWrite()
+		cconn, sconn := testtool.TCPPair(t)
+		cconn.CloseWrite()
 		_, err := Server(context.Background(), sconn, p.serverConfig())
 		if !errors.Is(err, io.ErrUnexpectedEOF) {
 			t.Fatalf("err = %v, want io.ErrUnexpectedEOF", err)
@@ -432,7 +433,7 @@ func TestPeerClosesMidHandshake(t *testing.T) {
 func TestContext(t *testing.T) {
 	p := newPKI(t, certstest.ECDSAP256)
 	t.Run("deadline", func(t *testing.T) {
-		cconn, sconn := tcpPair(t) // the server never answers
+		cconn, sconn := testtool.TCPPair(t) // the server never answers
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -446,7 +447,7 @@ func TestContext(t *testing.T) {
 		checkUsable(t, cconn, sconn)
 	})
 	t.Run("cancel", func(t *testing.T) {
-		cconn, sconn := tcpPair(t)
+		cconn, sconn := testtool.TCPPair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(100*time.Millisecond, cancel)
 		_, err := Server(ctx, sconn, p.serverConfig())
@@ -456,7 +457,7 @@ func TestContext(t *testing.T) {
 		checkUsable(t, sconn, cconn)
 	})
 	t.Run("conn deadline", func(t *testing.T) {
-		cconn, _ := tcpPair(t)
+		cconn, _ := testtool.TCPPair(t)
 		cconn.SetDeadline(time.Now().Add(100 * time.Millisecond))
 		_, err := Client(context.Background(), cconn, p.clientConfig())
 		if !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
@@ -466,7 +467,7 @@ func TestContext(t *testing.T) {
 	t.Run("success clears deadline", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		cconn, sconn := tcpPair(t)
+		cconn, sconn := testtool.TCPPair(t)
 		go Server(ctx, sconn, p.serverConfig())
 		if _, err := Client(ctx, cconn, p.clientConfig()); err != nil {
 			t.Fatal(err)
@@ -495,7 +496,7 @@ func checkUsable(t *testing.T, conn, peer net.Conn) {
 }
 
 func TestNilConfig(t *testing.T) {
-	cconn, _ := tcpPair(t)
+	cconn, _ := testtool.TCPPair(t)
 	if _, err := Client(context.Background(), cconn, nil); err == nil {
 		t.Fatal("no error")
 	}

@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
 // testPSK returns a PSK of the given hash with a key derived from name.
@@ -33,36 +34,6 @@ func keyring(psks ...PSK) func([]byte) (*PSK, error) {
 	}
 }
 
-// loopback returns a connected TCP pair: real sockets, so the no-over-read
-// property is tested against a real kernel receive queue.
-func loopback(t testing.TB) (net.Conn, net.Conn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			ch <- nil
-			return
-		}
-		ch <- c
-	}()
-	c, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := <-ch
-	if s == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { c.Close(); s.Close() })
-	return c, s
-}
-
 type handshakeResult struct {
 	client, server       *Conn
 	clientErr, serverErr error
@@ -70,7 +41,7 @@ type handshakeResult struct {
 
 func runHandshake(t testing.TB, ccfg, scfg *Config) handshakeResult {
 	t.Helper()
-	cc, sc := loopback(t)
+	cc, sc := testtool.TCPPair(t)
 	client, server := Client(cc, ccfg), Server(sc, scfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -271,7 +242,7 @@ func TestFailures(t *testing.T) {
 		wantAlert(t, r.clientErr, AlertInternalError, true)
 	})
 	t.Run("peer hangs up", func(t *testing.T) {
-		cc, sc := loopback(t)
+		cc, sc := testtool.TCPPair(t)
 		go func() {
 			buf := make([]byte, 10)
 			sc.Read(buf)
@@ -283,7 +254,7 @@ func TestFailures(t *testing.T) {
 		}
 	})
 	t.Run("deadline", func(t *testing.T) {
-		cc, _ := loopback(t)
+		cc, _ := testtool.TCPPair(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
 		start := time.Now()
@@ -296,7 +267,7 @@ func TestFailures(t *testing.T) {
 		}
 	})
 	t.Run("cancel", func(t *testing.T) {
-		_, sc := loopback(t)
+		_, sc := testtool.TCPPair(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		time.AfterFunc(20*time.Millisecond, cancel)
 		err := Server(sc, &Config{GetPSK: keyring(good)}).Handshake(ctx)
@@ -305,7 +276,7 @@ func TestFailures(t *testing.T) {
 		}
 	})
 	t.Run("not TLS", func(t *testing.T) {
-		cc, sc := loopback(t)
+		cc, sc := testtool.TCPPair(t)
 		go cc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 		err := Server(sc, &Config{GetPSK: keyring(good)}).Handshake(context.Background())
 		var ae *AlertError
@@ -314,7 +285,7 @@ func TestFailures(t *testing.T) {
 		}
 	})
 	t.Run("bad config", func(t *testing.T) {
-		cc, _ := loopback(t)
+		cc, _ := testtool.TCPPair(t)
 		if err := Client(cc, &Config{}).Handshake(context.Background()); err == nil {
 			t.Error("client without PSKs succeeded")
 		}
@@ -328,7 +299,7 @@ func TestNoOverRead(t *testing.T) {
 	for _, suite := range DefaultCipherSuites {
 		t.Run(suite.String(), func(t *testing.T) {
 			psk := testPSK("overread", suite.Hash())
-			cc, sc := loopback(t)
+			cc, sc := testtool.TCPPair(t)
 			client := Client(cc, &Config{PSKs: []PSK{psk}, CipherSuites: []CipherSuite{suite}})
 			server := Server(sc, &Config{GetPSK: keyring(psk)})
 			done := make(chan error, 1)
@@ -428,7 +399,7 @@ func TestServerIgnoresEarlyData(t *testing.T) {
 	// A client offering 0-RTT (as `openssl s_client -early_data` would)
 	// must get a full handshake with its early records skipped.
 	psk := testPSK("early", crypto.SHA256)
-	cc, sc := loopback(t)
+	cc, sc := testtool.TCPPair(t)
 	hs := &clientHandshakeState{c: Client(cc, &Config{PSKs: []PSK{psk}})}
 	hs.c.inHandshake = true
 	origWrite := hs.writeHandshake

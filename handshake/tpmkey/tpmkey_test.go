@@ -12,7 +12,6 @@ import (
 	"errors"
 	"io"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
 	"github.com/tlshd-go/tlshd-go/handshake/stdtls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
 // startSWTPM runs a fresh swtpm on a unix socket and returns a transport
@@ -328,11 +328,7 @@ func TestOpenErrors(t *testing.T) {
 // handshake runs a stdtls handshake over loopback TCP.
 func handshake(t *testing.T, ccfg, scfg *tls.Config) (c, s *tls13.Session) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	cconn, sconn := testtool.TCPPair(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	type res struct {
@@ -341,21 +337,10 @@ func handshake(t *testing.T, ccfg, scfg *tls.Config) (c, s *tls13.Session) {
 	}
 	ch := make(chan res, 1)
 	go func() {
-		conn, err := ln.Accept()
-		if err != nil {
-			ch <- res{nil, err}
-			return
-		}
-		defer conn.Close()
-		s, err := stdtls.Server(ctx, conn, scfg)
+		s, err := stdtls.Server(ctx, sconn, scfg)
 		ch <- res{s, err}
 	}()
-	conn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c, cerr := stdtls.Client(ctx, conn, ccfg)
+	c, cerr := stdtls.Client(ctx, cconn, ccfg)
 	r := <-ch
 	if cerr != nil || r.err != nil {
 		t.Fatalf("client: %v; server: %v", cerr, r.err)

@@ -1,6 +1,7 @@
 // Package testtool holds what the project's tests share: finding the
-// interop peers (OpenSSL, GnuTLS, swtpm), free ports, and an output buffer
-// that a child process or a logger writes while a test reads it.
+// interop peers (OpenSSL, GnuTLS, swtpm), free ports, loopback TCP pairs,
+// and an output buffer that a child process or a logger writes while a
+// test reads it.
 package testtool
 
 import (
@@ -39,6 +40,40 @@ func FreePort(t testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TCPPair returns both ends of an established loopback TCP connection,
+// closed at cleanup. Tests use real sockets, not net.Pipe, because what
+// they check (no read past the handshake, kTLS, fd hand-off) is about a
+// kernel receive queue.
+func TCPPair(t testing.TB) (client, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	type res struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		c, err := ln.Accept()
+		ch <- res{c, err}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		c.Close()
+		t.Fatal(r.err)
+	}
+	client, server = c.(*net.TCPConn), r.c.(*net.TCPConn)
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
 }
 
 // A Buffer collects output written from other goroutines; tests read it
