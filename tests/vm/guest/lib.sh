@@ -214,6 +214,15 @@ tls_stat() {   # [pid]
 # Ciphers of the kTLS sockets, from the kernel's ULP info (ss -i), e.g.
 # "aes-gcm-128:6". ss (iproute2 6.15) names only AES-GCM-128/256; any other
 # cipher (ChaCha20-Poly1305, AES-CCM) is counted as "other".
+# ktls_drained [seconds]: wait (default 5 s) until no kTLS socket is
+# left; TLS_TX/TLS_RX hold the last count. The target frees a queue's
+# socket from a work item after disconnect returns, so a count taken at
+# once may still see it.
+ktls_drained() {
+	local i
+	for ((i = 0; i < ${1:-5} * 20; i++)); do tls_stat; ((TLS_TX + TLS_RX == 0)) && return 0; nap 0.05; done
+	return 1
+}
 ktls_ciphers() {
 	ss -Htni 2>/dev/null | awk '/tcp-ulp-tls/ {
 		c = "other"; if (match($0, /cipher: [a-z0-9-]+/)) c = substr($0, RSTART + 8, RLENGTH - 8); n[c]++ }

@@ -103,8 +103,7 @@ must_fail_promptly() {   # case nqn
 			fail "$c: statuses host/target ${TRC[host_status]:-none}/${TRC[target_status]:-none}, want $want"
 	fi
 	((TRC[complete_ok] == 0)) || fail "$c: ${TRC[complete_ok]} handshakes succeeded"
-	tls_stat
-	((TLS_TX + TLS_RX == 0)) || fail "$c: kTLS sockets left: $TLS_TX/$TLS_RX"
+	ktls_drained || fail "$c: kTLS sockets left: $TLS_TX/$TLS_RX"
 	daemon_alive main || fail "$c: daemon died"
 }
 

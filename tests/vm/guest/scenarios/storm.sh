@@ -160,7 +160,7 @@ storm() {   # name bin args
 
 	# --- teardown (sysfs: synchronous, no fork)
 	for c in "${ctrls[@]}"; do ctrl_delete "$c"; done
-	for ((i = 0; i < 100; i++)); do tls_stat; ((TLS_TX + TLS_RX == 0)) && break; nap 0.05; done
+	ktls_drained || :
 	result "$name.ktls_left" $((TLS_TX + TLS_RX))
 	daemon_alive "$name" || fail "$name: daemon died"
 	daemon_stop "$name"
