@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/tlshd-go/tlshd-go/config"
 	"github.com/tlshd-go/tlshd-go/keyring"
@@ -138,4 +141,43 @@ func TestShareProcessKeyring(t *testing.T) {
 			t.Errorf("ReadPSK = %q %v", p, err)
 		}
 	})
+}
+
+// TestRaiseAcceptPriority: the accept thread gets what raiseAcceptPriority
+// reports, with RESET_ON_FORK so nothing it clones inherits it. The
+// thread is thrown away afterwards (the goroutine ends locked).
+func TestRaiseAcceptPriority(t *testing.T) {
+	type result struct {
+		got  string
+		attr *unix.SchedAttr
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with us
+		got := raiseAcceptPriority()
+		attr, err := unix.SchedGetAttr(0, 0)
+		ch <- result{got, attr, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Logf("accept thread: %q (policy %d, priority %d, nice %d, flags %#x)", r.got, r.attr.Policy, r.attr.Priority, r.attr.Nice, r.attr.Flags)
+	switch r.got {
+	case "nice -10":
+		if r.attr.Policy != unix.SCHED_NORMAL || r.attr.Nice != -10 {
+			t.Errorf("reported %q, thread has policy %d nice %d", r.got, r.attr.Policy, r.attr.Nice)
+		}
+	case "":
+		if os.Geteuid() == 0 {
+			t.Errorf("root could not raise the thread's priority: policy %d nice %d", r.attr.Policy, r.attr.Nice)
+		}
+		return
+	default:
+		t.Fatalf("unexpected report %q", r.got)
+	}
+	if r.attr.Flags&unix.SCHED_FLAG_RESET_ON_FORK == 0 {
+		t.Errorf("RESET_ON_FORK not set (flags %#x): cloned threads would inherit %s", r.attr.Flags, r.got)
+	}
 }
