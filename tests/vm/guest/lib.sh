@@ -255,6 +255,9 @@ trace_save() { grep -v '^#' $TR/trace >"$1"; }   # file
 # accept work: the target; but host resets and reconnects run there too).
 # With "name:pid,..." also <side>_accepts_by_<name> (or _by_other): which
 # daemon tree (through the traced forks) sent each ACCEPT.
+# Timing: accept_us_p50/p90/max, from a submit to its ACCEPT (how long a
+# request counted against the kernel's pending cap), and burst_5ms, the
+# most submits (taken or refused) within any 5 ms: what the cap meets.
 declare -A TRC=()
 trace_count() {   # file [daemons]
 	local k v
@@ -275,6 +278,10 @@ trace_count() {   # file [daemons]
 		for (j = i + 1; j <= NF; j++) { eq = index($j, "="); if (eq) a[substr($j, 1, eq - 1)] = substr($j, eq + 1) }
 		task = $1; pid = task; sub(/.*-/, "", pid); comm = task; sub(/-[0-9]+$/, "", comm)
 		req = a["req"]
+		ts = $(i - 1); sub(/:$/, "", ts); ts += 0
+		if (ev == "handshake_submit" || ev == "handshake_submit_err") sts[++ns] = ts
+		if (ev == "handshake_submit") tsub[req] = ts
+		if (ev == "handshake_cmd_accept" && (req in tsub)) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] }
 		if (ev == "sched_process_fork") { parent[a["child_pid"]] = a["pid"]; next }
 		if (ev == "handshake_submit") { c["submit"]++; side[req] = (comm ~ /^kworker\//) ? "target" : "host" }
 		else if (ev == "handshake_submit_err") { c["submit_err"]++; if (a["err"] == -11) c["eagain"]++; errs[a["err"]]++ }
@@ -302,6 +309,15 @@ trace_count() {   # file [daemons]
 		}
 	}
 	END {
+		for (i = 2; i <= nl; i++) { v = lat[i]; for (j = i - 1; j >= 1 && lat[j] > v; j--) lat[j + 1] = lat[j]; lat[j + 1] = v }
+		if (nl) {   # nearest rank
+			r = nl * 0.5; k = int(r); if (k < r) k++; print "accept_us_p50=" lat[k]
+			r = nl * 0.9; k = int(r); if (k < r) k++; print "accept_us_p90=" lat[k]
+			print "accept_us_max=" lat[nl]
+		}
+		b = 0; lo = 1
+		for (i = 1; i <= ns; i++) { while (sts[i] - sts[lo] > 0.005) lo++; if (i - lo + 1 > b) b = i - lo + 1 }
+		print "burst_5ms=" b
 		for (k in c) print k "=" c[k]
 		for (k in by) print k "=" by[k]
 		for (k in sst) print k "=" sst[k]
@@ -624,6 +640,10 @@ trace_by_daemon() {   # file name:pid,...
 		tgid = pid
 		if (match($0, /\( *[0-9]+\)/)) { tgid = substr($0, RSTART + 1, RLENGTH - 2); gsub(/ /, "", tgid) }
 		req = a["req"]
+		ts = $(i - 1); sub(/:$/, "", ts); ts += 0
+		if (ev == "handshake_submit" || ev == "handshake_submit_err") sts[++ns] = ts
+		if (ev == "handshake_submit") tsub[req] = ts
+		if (ev == "handshake_cmd_accept" && (req in tsub)) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] }
 		if (ev == "sched_process_fork") { parent[a["child_pid"]] = a["pid"]; next }
 		if (ev == "handshake_submit") { sub_[req] = 1; order[++nreq] = req }
 		else if (ev == "handshake_cmd_accept") {

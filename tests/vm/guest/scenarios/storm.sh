@@ -148,7 +148,7 @@ storm() {   # name bin args
 	trace_count "/tmp/trace-$name-reset"
 	result "$name.reset_storm_handshakes" "${TRC[complete_ok]}"
 	result "$name.reset_storm_expected_handshakes" $((2 * queues))
-	trace_results "$name.reset_storm_" complete_err cancel submit_err eagain
+	trace_results "$name.reset_storm_" complete_err cancel submit_err eagain accept_us_p50 accept_us_p90 accept_us_max burst_5ms
 	result "$name.reset_storm_submit_errs" "${TRC[submit_errs]}"
 	result "$name.reset_storm_statuses" "${TRC[statuses]}"
 	dmesg_tls
