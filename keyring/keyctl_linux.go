@@ -3,6 +3,7 @@ package keyring
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -56,8 +57,12 @@ func Describe(id Serial) (Description, error) {
 // Search looks for a key of type typ with exactly description desc in
 // ring and the keyrings it links to, recursively (KEYCTL_SEARCH), among
 // keys the caller may search. Nothing found is an error wrapping
-// ErrNotFound.
+// ErrNotFound. So is a description with a NUL byte, which no key can have
+// (a TLS peer chooses the identities a server searches for).
 func Search(ring Serial, typ, desc string) (Serial, error) {
+	if strings.ContainsRune(desc, 0) {
+		return 0, wrap(fmt.Sprintf("searching keyring %v for %s %q", ring, typ, desc), unix.ENOKEY)
+	}
 	id, err := unix.KeyctlSearch(int(ring), typ, desc, 0)
 	if err != nil {
 		return 0, wrap(fmt.Sprintf("searching keyring %v for %s %q", ring, typ, desc), err)

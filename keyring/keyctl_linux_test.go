@@ -101,8 +101,9 @@ func TestSearch(t *testing.T) {
 	if got, err := Search(Thread, "user", "needle"); err != nil || got != key {
 		t.Errorf("Search(@t) = %v, %v; want %v", got, err, key)
 	}
-	// Descriptions match exactly, not by prefix.
-	for _, desc := range []string{"needl", "needle2", "Needle"} {
+	// Descriptions match exactly, not by prefix, and one with a NUL is
+	// not cut there (what a C string would do).
+	for _, desc := range []string{"needl", "needle2", "Needle", "needle\x00", "needle\x00x"} {
 		_, err := Search(ring, "user", desc)
 		if !errors.Is(err, ErrNotFound) || !errors.Is(err, unix.ENOKEY) {
 			t.Errorf("Search(%q) = %v, want ErrNotFound and ENOKEY", desc, err)

@@ -79,7 +79,12 @@ func (id Identity) String() string {
 // the specification counts as part of the identity, is ignored.
 func ParseIdentity(s string) (Identity, error) {
 	in := s
-	s = strings.TrimSuffix(s, "\x00")
+	s = strings.TrimSuffix(s, "\x00") // the keyring's description may carry its C terminator
+	if strings.ContainsRune(s, 0) {
+		// An NQN holds no NUL; one inside would also end the string for
+		// the kernel and nvme-cli, so the identity would not round-trip.
+		return Identity{}, fmt.Errorf("nvme: identity %q contains a NUL byte", in)
+	}
 	head, rest, ok := strings.Cut(s, " ")
 	if !ok || len(head) != 8 || !strings.HasPrefix(head, "NVMe") {
 		return Identity{}, fmt.Errorf("nvme: identity %q does not start with NVMe<v><t><hh> and a space", in)

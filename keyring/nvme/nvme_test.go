@@ -166,6 +166,8 @@ func TestParseIdentity(t *testing.T) {
 		},
 		{s: "NVMe1R01 h s", wantErr: "requires a PSK digest"},
 		{s: "NVMe0R01 h s " + dig256, wantErr: "has no PSK digest"},
+		{s: "NVMe0R01 0 \x00\x00", wantErr: "contains a NUL byte"},
+		{s: "NVMe0R01 host\x00 subsys", wantErr: "contains a NUL byte"},
 		{s: "NVMe1R02 h s " + dig256, wantErr: "32 bytes, want 48"},
 		{s: "NVMe1R01 h s " + dig384, wantErr: "48 bytes, want 32"},
 		{s: "NVMe1R01 h s not*base64", wantErr: "not base64"},
