@@ -118,6 +118,7 @@ func TestParseProcKeysLine(t *testing.T) {
 		{in: "0b0b8fa4 I--Q---     1 perm 3f010000     0     0", wantErr: true},
 		{in: "zzzzzzzz I--Q---     1 perm 3f010000     0     0 keyring   x", wantErr: true},
 		{in: "0b0b8fa4 I--Q---     x perm 3f010000     0     0 keyring   x", wantErr: true},
+		{in: "0 0 0 0 0 0 0 0 \n\n", wantErr: true}, // two lines (fuzz finding)
 		{in: "0b0b8fa4 I--Q---     1 perm 3f01000g     0     0 keyring   x", wantErr: true},
 		{in: "0b0b8fa4 I--Q---     1 perm 3f010000     u     0 keyring   x", wantErr: true},
 		{in: "0b0b8fa4 I--Q---     1 perm 3f010000     0     g keyring   x", wantErr: true},

@@ -38,6 +38,9 @@ type procKey struct {
 func parseProcKeysLine(line string) (procKey, error) {
 	var f [8]string
 	rest := strings.TrimSuffix(line, "\n")
+	if strings.ContainsRune(rest, '\n') {
+		return procKey{}, fmt.Errorf("keyring: /proc/keys line %q holds more than one line", line)
+	}
 	for i := range f {
 		rest = strings.TrimLeft(rest, " ")
 		end := strings.IndexByte(rest, ' ')
