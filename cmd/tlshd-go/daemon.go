@@ -125,6 +125,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	tuneMemory(policy.Global().MaxConcurrent)
+	tuneScheduler()
 	log.Info("tlshd-go started", "version", version, "policy", policyName(path), "max_concurrent", policy.Global().MaxConcurrent)
 	notifier.Ready()
 	releaseStartupPages()

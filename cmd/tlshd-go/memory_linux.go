@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -21,6 +22,15 @@ func tuneMemory(maxConcurrent int) {
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(8<<20 + maxConcurrent*64<<10))
+	}
+}
+
+// tuneScheduler gives Go one P more than CPUs: the accept thread keeps a
+// P while it waits for READY (genl's recvTimeout), and handshakes keep
+// one per CPU. GOMAXPROCS in the environment takes precedence.
+func tuneScheduler() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.NumCPU() + 1)
 	}
 }
 

@@ -21,6 +21,7 @@ type Conn struct {
 	c      *genetlink.Conn
 	family uint16
 	caps   Capabilities
+	raw    *rawAccept // ACCEPT's own socket (Dial); nil: ACCEPT goes on c
 }
 
 // Dial opens a generic netlink socket and returns a Conn on it; see
@@ -35,6 +36,10 @@ func Dial() (*Conn, error) {
 	_ = gc.SetOption(netlink.ExtendedAcknowledge, true)
 	c, err := NewConn(gc)
 	if err != nil {
+		gc.Close()
+		return nil, err
+	}
+	if c.raw, err = openRawAccept(c.family); err != nil {
 		gc.Close()
 		return nil, err
 	}
@@ -96,6 +101,9 @@ func (c *Conn) Capabilities() Capabilities { return c.caps.clone() }
 // a socket whose reply could not be decoded: the caller still owns r.FD and
 // must send DONE for it (for example with EIO) and close it.
 func (c *Conn) Accept() (r Request, err error) {
+	if c.raw != nil {
+		return c.raw.accept()
+	}
 	b, err := encodeAcceptRequest()
 	if err != nil {
 		return Request{FD: -1}, err
@@ -142,5 +150,10 @@ func (c *Conn) Done(d Done) error {
 	return nil
 }
 
-// Close closes the socket.
-func (c *Conn) Close() error { return c.c.Close() }
+// Close closes the sockets.
+func (c *Conn) Close() error {
+	if c.raw != nil {
+		c.raw.close()
+	}
+	return c.c.Close()
+}

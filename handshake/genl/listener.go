@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
@@ -19,9 +20,9 @@ import (
 // handshake requests (ESRCH) while nobody listens, so a daemon listens
 // before anything else.
 //
-// Wait blocks in recvmsg on the calling OS thread, not through Go's
-// network poller: the kernel then wakes exactly the thread that waits,
-// which goes on to send ACCEPT at once. Requests pile up in the kernel
+// Wait blocks in recvfrom on the calling OS thread, not through Go's
+// network poller, and keeps its P (see recvTimeout): the kernel then wakes
+// exactly the thread that waits, which goes on to send ACCEPT at once. Requests pile up in the kernel
 // (and it refuses more with EAGAIN once a few are pending) for as long as
 // a READY takes to turn into an ACCEPT. Call Wait from a goroutine locked
 // to its thread; it blocks that thread.
@@ -89,14 +90,29 @@ func tlshdGroup(f genetlink.Family) (uint32, error) {
 	return 0, fmt.Errorf("genl: family %q has no multicast group %q", f.Name, groupName)
 }
 
-// recvTimeout is a blocking recvmsg bounded by SO_RCVTIMEO.
+// recvTimeout is a blocking receive bounded by SO_RCVTIMEO, in raw system
+// calls: the goroutine keeps its P while it waits, so when READY arrives
+// it sends ACCEPT at once instead of first waiting, under load, a
+// scheduler time slice for a P that handshakes hold (a reset storm traced
+// 10-60 ms; the daemon gives Go one P more than CPUs for this). It still
+// yields to the runtime: a preemption signal interrupts a receive that
+// has SO_RCVTIMEO (EINTR, signal(7)), the runtime repeats the signal
+// while it waits, and the caller's loop then reaches a preemption point.
 func recvTimeout(fd int, b []byte, timeout time.Duration) (int, error) {
 	tv := unix.NsecToTimeval(max(timeout, time.Millisecond).Nanoseconds())
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return 0, err
+	if _, _, e := unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_SOCKET, unix.SO_RCVTIMEO,
+		uintptr(unsafe.Pointer(&tv)), unsafe.Sizeof(tv), 0); e != 0 {
+		return 0, e
 	}
-	n, _, _, _, err := unix.Recvmsg(fd, b, nil, 0)
-	return n, err
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	n, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, uintptr(fd), uintptr(p), uintptr(len(b)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // waitSlice bounds each blocking receive, so that a cancelled context is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -190,15 +191,62 @@ func TestRecvTimeout(t *testing.T) {
 	}
 	defer unix.Close(fds[0])
 	defer unix.Close(fds[1])
+	// The runtime's preemption signal may interrupt a wait (EINTR), as
+	// Wait's loop expects: then wait again.
+	recv := func(timeout time.Duration) (int, error) {
+		for {
+			n, err := recvTimeout(fds[0], make([]byte, 64), timeout)
+			if !errors.Is(err, unix.EINTR) {
+				return n, err
+			}
+		}
+	}
 	start := time.Now()
-	if _, err := recvTimeout(fds[0], make([]byte, 64), 20*time.Millisecond); !errors.Is(err, unix.EAGAIN) {
+	if _, err := recv(20 * time.Millisecond); !errors.Is(err, unix.EAGAIN) {
 		t.Fatalf("empty socket: %v, want EAGAIN", err)
 	}
 	if d := time.Since(start); d < 15*time.Millisecond || d > time.Second {
 		t.Errorf("timed out after %v, want about 20ms", d)
 	}
 	unix.Write(fds[1], []byte("hello"))
-	if n, err := recvTimeout(fds[0], make([]byte, 64), time.Second); n != 5 || err != nil {
+	if n, err := recv(time.Second); n != 5 || err != nil {
 		t.Fatalf("recv = %d, %v", n, err)
+	}
+}
+
+// TestRecvTimeoutYieldsToGC: recvTimeout keeps its P while it waits, yet a
+// stop-the-world collection must not wait for the receive to time out.
+func TestRecvTimeoutYieldsToGC(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	const long = 5 * time.Second
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		for {
+			_, err := recvTimeout(fds[0], make([]byte, 64), long)
+			if !errors.Is(err, unix.EINTR) {
+				done <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // let it block
+	for range 3 {
+		runtime.GC()
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the receive ended (%v) before the collections could: they waited for it", err)
+	default:
+	}
+	unix.Write(fds[1], []byte("x"))
+	if err := <-done; err != nil {
+		t.Fatalf("recv: %v", err)
 	}
 }
