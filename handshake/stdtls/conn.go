@@ -47,7 +47,12 @@ type recordConn struct {
 	// only after the handshake has returned.
 	w writeTracker
 
-	closeOnce sync.Once
+	// Close interrupts I/O instead of closing: the socket goes to kTLS.
+	// crypto/tls calls it from a context.AfterFunc that the handshake
+	// does not wait for, so settle fences it off before the deadline is
+	// cleared.
+	closeMu sync.Mutex
+	settled bool
 }
 
 func newRecordConn(c net.Conn) *recordConn {
@@ -83,8 +88,21 @@ func (c *recordConn) Write(p []byte) (int, error) {
 var aLongTimeAgo = time.Unix(1, 0)
 
 func (c *recordConn) Close() error {
-	c.closeOnce.Do(func() { c.Conn.SetDeadline(aLongTimeAgo) })
+	c.closeMu.Lock()
+	defer c.closeMu.Unlock()
+	if !c.settled {
+		c.Conn.SetDeadline(aLongTimeAgo)
+	}
 	return nil
+}
+
+// settle ends the handshake's hold on the socket: a Close still to come
+// does nothing, one under way has finished, and no deadline is left.
+func (c *recordConn) settle() {
+	c.closeMu.Lock()
+	c.settled = true
+	c.closeMu.Unlock()
+	c.Conn.SetDeadline(time.Time{})
 }
 
 // writeTracker follows the record framing of the bytes written and keeps

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"time"
 
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
@@ -93,11 +92,11 @@ func handshake(ctx context.Context, conn net.Conn, cfg *tls.Config, isClient boo
 			return nil, fmt.Errorf("stdtls: setting the handshake deadline: %w", err)
 		}
 	}
+	rc := newRecordConn(conn)
 	if ctx.Done() != nil {
-		defer conn.SetDeadline(time.Time{})
+		defer rc.settle()
 	}
 
-	rc := newRecordConn(conn)
 	var tc *tls.Conn
 	if isClient {
 		tc = tls.Client(rc, c)

@@ -489,9 +489,20 @@ func checkUsable(t *testing.T, conn, peer net.Conn) {
 		time.Sleep(50 * time.Millisecond)
 		peer.Write([]byte("?"))
 	}()
-	buf := make([]byte, 1)
-	if _, err := conn.Read(buf); err != nil {
-		t.Fatalf("conn unusable after the handshake: %v", err)
+	// Bounded, so that a peer left unable to write fails the test
+	// instead of hanging it (that is how a late crypto/tls Close showed).
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Read(make([]byte, 1))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("conn unusable after the handshake: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no byte from the peer in 10 s: its side of the socket was left unusable")
 	}
 }
 
