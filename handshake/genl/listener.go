@@ -47,13 +47,9 @@ func Listen() (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
+	fd, err := plainSocket("READY")
 	if err != nil {
-		return nil, fmt.Errorf("genl: opening the READY socket: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("genl: binding the READY socket: %w", err)
+		return nil, err
 	}
 	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, int(group)); err != nil {
 		unix.Close(fd)
@@ -64,6 +60,20 @@ func Listen() (*Listener, error) {
 
 func newListener(fd int, family uint16) *Listener {
 	return &Listener{fd: fd, family: family, buf: make([]byte, os.Getpagesize()), recv: recvTimeout}
+}
+
+// plainSocket opens and binds a blocking generic netlink socket, for
+// system calls made directly rather than through netlink.Conn.
+func plainSocket(what string) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
+	if err != nil {
+		return -1, fmt.Errorf("genl: opening the %s socket: %w", what, err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("genl: binding the %s socket: %w", what, err)
+	}
+	return fd, nil
 }
 
 // resolveGroup finds the family's ID and the ID of its "tlshd" group.

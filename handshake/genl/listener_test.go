@@ -184,13 +184,18 @@ func TestWaitCancelledBeforehand(t *testing.T) {
 }
 
 // TestRecvTimeout runs the real receive on a datagram socket pair.
-func TestRecvTimeout(t *testing.T) {
+// dgramPair is a connected pair of datagram sockets, closed at cleanup.
+func dgramPair(t *testing.T) [2]int {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	t.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
+	return fds
+}
+
+func TestRecvTimeout(t *testing.T) {
+	fds := dgramPair(t)
 	// The runtime's preemption signal may interrupt a wait (EINTR), as
 	// Wait's loop expects: then wait again.
 	recv := func(timeout time.Duration) (int, error) {
@@ -217,12 +222,7 @@ func TestRecvTimeout(t *testing.T) {
 // TestRecvTimeoutYieldsToGC: recvTimeout keeps its P while it waits, yet a
 // stop-the-world collection must not wait for the receive to time out.
 func TestRecvTimeoutYieldsToGC(t *testing.T) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
+	fds := dgramPair(t)
 	const long = 5 * time.Second
 	done := make(chan error, 1)
 	go func() {

@@ -31,13 +31,9 @@ type rawAccept struct {
 }
 
 func openRawAccept(family uint16) (*rawAccept, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_GENERIC)
+	fd, err := plainSocket("ACCEPT")
 	if err != nil {
-		return nil, fmt.Errorf("genl: opening the ACCEPT socket: %w", err)
-	}
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		unix.Close(fd)
-		return nil, fmt.Errorf("genl: binding the ACCEPT socket: %w", err)
+		return nil, err
 	}
 	// The kernel answers within sendmsg; never wait long for it.
 	tv := unix.Timeval{Sec: 5}
