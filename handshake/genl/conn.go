@@ -94,8 +94,9 @@ func (c *Conn) Capabilities() Capabilities { return c.caps.clone() }
 // consumer's keyring into the process keyring of the calling thread.
 // Keyrings are per-thread credentials, so a caller that reads keys for the
 // request must call runtime.LockOSThread before Accept and read them on the
-// same goroutine. Accept sends on the calling goroutine's thread
-// (genetlink.Conn performs the sendmsg synchronously).
+// same goroutine. Accept sends on the calling goroutine's thread: a Conn
+// from Dial in raw system calls on its own socket (see rawAccept), one
+// from NewConn through genetlink.Conn, which also sends synchronously.
 //
 // If the returned error is not nil but r.FD >= 0, the kernel handed over
 // a socket whose reply could not be decoded: the caller still owns r.FD and
