@@ -237,6 +237,10 @@ trace_start() {   # [fork]
 	local e
 	echo 0 >$TR/tracing_on
 	echo 8192 >$TR/buffer_size_kb
+	# One clock for all CPUs: with the default per-CPU "local" clock a
+	# submit on one vCPU can sort after its ACCEPT on another (TCG vCPU
+	# clocks drift by more than the daemon's sub-millisecond accept).
+	echo global >$TR/trace_clock
 	: >$TR/trace
 	for e in "$TR"/events/handshake/handshake_*/enable "$TR"/events/handshake/tls_alert_*/enable; do
 		echo 1 >"$e"
@@ -290,7 +294,7 @@ trace_count() {   # file [daemons]
 			if (n) {
 				p = pid; g = 0
 				while (!(p in dname) && (p in parent) && g++ < 64) p = parent[p]
-				by[side[req] "_accepts_by_" ((p in dname) ? dname[p] : "other")]++
+				by[((req in side) ? side[req] : "unknown") "_accepts_by_" ((p in dname) ? dname[p] : "other")]++
 			}
 		}
 		else if (ev == "handshake_cmd_accept_err") c["accept_err"]++

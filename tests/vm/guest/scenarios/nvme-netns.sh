@@ -18,7 +18,8 @@
 # /sys without configfs.
 # RESULT keys (per pairing pN): pN_host_daemon, pN_target_daemon,
 # pN_connect_rc, pN_connect_seconds, pN_ktls_host_ns, pN_ktls_target_ns,
-# pN_ktls_init_ns, pN_dd, pN_{host,target}_accepts_by_{host,target,other};
+# pN_ktls_init_ns, pN_dd, pN_{host,target}_accepts_by_{host,target,other},
+# pN_unknown_accepts_by_* (an ACCEPT whose submit the trace lacks);
 # control_connect_rc, control_seconds, control_submit_errs.
 # shellcheck source=../lib.sh
 . /harness/lib.sh
@@ -77,8 +78,13 @@ pairing() {   # n host-bin host-args target-bin target-args
 			target_accepts_by_target target_accepts_by_host target_accepts_by_other; do
 			result "${p}_$k" "${TRC[$k]:-0}"
 		done
-		[ "${TRC[host_accepts_by_host]:-0}" = "$q" ] && [ "${TRC[target_accepts_by_target]:-0}" = "$q" ] ||
+		for k in "${!TRC[@]}"; do   # an ACCEPT whose submit the trace lacks
+			[[ $k == unknown_accepts_by_* ]] && result "${p}_$k" "${TRC[$k]}"
+		done
+		if [ "${TRC[host_accepts_by_host]:-0}" != "$q" ] || [ "${TRC[target_accepts_by_target]:-0}" != "$q" ]; then
+			grep -E 'handshake_(submit|cmd_accept)' "/tmp/trace-$p" | sed 's/^/    trace: /'
 			fail "pairing $1: each side's $q requests were not all accepted by that side's daemon"
+		fi
 		((${TRC[host_accepts_by_target]:-0} + ${TRC[host_accepts_by_other]:-0} +
 			${TRC[target_accepts_by_host]:-0} + ${TRC[target_accepts_by_other]:-0} == 0)) ||
 			fail "pairing $1: requests accepted by the wrong daemon"
