@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -60,6 +61,7 @@ func runDaemon(args []string, stderr io.Writer) int {
 		return 2
 	}
 	noHugePages()
+	runtime.UnlockOSThread() // locked by init for the re-exec only
 
 	level := new(slog.LevelVar)
 	log := newLogger(stderr, level)

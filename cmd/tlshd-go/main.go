@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"time"
 )
 
@@ -22,6 +23,13 @@ import (
 var version = "0.1.0"
 
 const defaultHandshakeTimeout = 10 * time.Second
+
+// init keeps main on the process's first thread until noHugePages has
+// decided whether to re-execute: an execve from any other thread makes
+// the kernel turn the thread-group leader into a zombie while it swaps
+// threads, and a supervisor that reads /proc/PID/status at that moment
+// sees the daemon exit at start.
+func init() { runtime.LockOSThread() }
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))

@@ -42,6 +42,11 @@ func tuneScheduler() {
 // across execve, so the new image is clean from its first allocation;
 // systemd sees the same PID.
 func noHugePages() {
+	if unix.Gettid() != unix.Getpid() {
+		// Not on the first thread (main's init lock is missing): an
+		// execve here would show the daemon as a zombie while it runs.
+		return
+	}
 	disabled, err := unix.PrctlRetInt(unix.PR_GET_THP_DISABLE, 0, 0, 0, 0)
 	if err != nil || disabled == 1 {
 		return
