@@ -237,9 +237,8 @@ trace_start() {   # [fork]
 	local e
 	echo 0 >$TR/tracing_on
 	echo 8192 >$TR/buffer_size_kb
-	# One clock for all CPUs: with the default per-CPU "local" clock a
-	# submit on one vCPU can sort after its ACCEPT on another (TCG vCPU
-	# clocks drift by more than the daemon's sub-millisecond accept).
+	# One clock for all CPUs, so that the per-CPU buffers merge in true
+	# order (the default "local" clock may drift between vCPUs).
 	echo global >$TR/trace_clock
 	: >$TR/trace
 	for e in "$TR"/events/handshake/handshake_*/enable "$TR"/events/handshake/tls_alert_*/enable; do
@@ -284,17 +283,26 @@ trace_count() {   # file [daemons]
 		req = a["req"]
 		ts = $(i - 1); sub(/:$/, "", ts); ts += 0
 		if (ev == "handshake_submit" || ev == "handshake_submit_err") sts[++ns] = ts
-		if (ev == "handshake_submit") tsub[req] = ts
-		if (ev == "handshake_cmd_accept" && (req in tsub)) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] }
+		# The kernel traces a submit after it has queued the request and
+		# sent READY: a daemon already sweeping can ACCEPT it first (a
+		# zero wait).
+		if (ev == "handshake_submit") { if (req in tacc) { lat[++nl] = 0; delete tacc[req] } else tsub[req] = ts }
+		if (ev == "handshake_cmd_accept") { if (req in tsub) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] } else tacc[req] = ts }
+		if (ev == "handshake_cancel") delete tsub[req]   # the address may come back
 		if (ev == "sched_process_fork") { parent[a["child_pid"]] = a["pid"]; next }
-		if (ev == "handshake_submit") { c["submit"]++; side[req] = (comm ~ /^kworker\//) ? "target" : "host" }
+		if (ev == "handshake_submit") {
+			c["submit"]++; side[req] = (comm ~ /^kworker\//) ? "target" : "host"
+			if (req in early) { by[side[req] "_accepts_by_" early[req]]++; delete early[req] }
+		}
 		else if (ev == "handshake_submit_err") { c["submit_err"]++; if (a["err"] == -11) c["eagain"]++; errs[a["err"]]++ }
 		else if (ev == "handshake_cmd_accept") {
 			c["accept"]++
 			if (n) {
 				p = pid; g = 0
 				while (!(p in dname) && (p in parent) && g++ < 64) p = parent[p]
-				by[((req in side) ? side[req] : "unknown") "_accepts_by_" ((p in dname) ? dname[p] : "other")]++
+				who = (p in dname) ? dname[p] : "other"
+				if (req in side) by[side[req] "_accepts_by_" who]++
+				else early[req] = who   # its submit is traced later (see above)
 			}
 		}
 		else if (ev == "handshake_cmd_accept_err") c["accept_err"]++
@@ -307,12 +315,16 @@ trace_count() {   # file [daemons]
 		else if (ev == "handshake_complete") {
 			c["complete"]++
 			st = a["status"]
-			if (st == 0) { c["complete_ok"]++; next }
-			c["complete_err"]++; stat[st]++
-			s = side[req] "_status"; sst[s] = sst[s] (sst[s] == "" ? "" : "+") st
+			if (st == 0) c["complete_ok"]++
+			else {
+				c["complete_err"]++; stat[st]++
+				s = side[req] "_status"; sst[s] = sst[s] (sst[s] == "" ? "" : "+") st
+			}
 		}
+		if (ev == "handshake_complete" || ev == "handshake_cancel") delete side[req]   # the address may come back
 	}
 	END {
+		for (r in early) by["unknown_accepts_by_" early[r]]++   # submit never traced
 		for (i = 2; i <= nl; i++) { v = lat[i]; for (j = i - 1; j >= 1 && lat[j] > v; j--) lat[j + 1] = lat[j]; lat[j + 1] = v }
 		if (nl) {   # nearest rank
 			r = nl * 0.5; k = int(r); if (k < r) k++; print "accept_us_p50=" lat[k]
@@ -646,8 +658,12 @@ trace_by_daemon() {   # file name:pid,...
 		req = a["req"]
 		ts = $(i - 1); sub(/:$/, "", ts); ts += 0
 		if (ev == "handshake_submit" || ev == "handshake_submit_err") sts[++ns] = ts
-		if (ev == "handshake_submit") tsub[req] = ts
-		if (ev == "handshake_cmd_accept" && (req in tsub)) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] }
+		# The kernel traces a submit after it has queued the request and
+		# sent READY: a daemon already sweeping can ACCEPT it first (a
+		# zero wait).
+		if (ev == "handshake_submit") { if (req in tacc) { lat[++nl] = 0; delete tacc[req] } else tsub[req] = ts }
+		if (ev == "handshake_cmd_accept") { if (req in tsub) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] } else tacc[req] = ts }
+		if (ev == "handshake_cancel") delete tsub[req]   # the address may come back
 		if (ev == "sched_process_fork") { parent[a["child_pid"]] = a["pid"]; next }
 		if (ev == "handshake_submit") { sub_[req] = 1; order[++nreq] = req }
 		else if (ev == "handshake_cmd_accept") {
