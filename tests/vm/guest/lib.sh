@@ -230,22 +230,30 @@ ktls_ciphers() {
 }
 
 # net/handshake tracepoints (all handshake_* events, tls_alert_*; not the
-# chatty tls_contenttype), optionally sched_process_fork to map an
-# accepting task to its daemon. Reading "trace" pauses recording: read it
+# chatty tls_contenttype) and sched_process_fork (to map an accepting task
+# to its daemon) are enabled once, by trace_setup at boot, and stay on:
+# enabling the first event and disabling the last one patch kernel text
+# (the sched_wakeup probe that records comms sits in ttwu_do_activate), and
+# under multi-threaded TCG a vCPU can run the stale int3 of such a patch
+# ("Oops: int3" in ttwu_do_activate, a guest panic). A scenario only starts
+# and stops recording. Reading "trace" pauses recording: read it
 # (trace_save) only outside timed windows.
-trace_start() {   # [fork]
+trace_setup() {
 	local e
 	echo 0 >$TR/tracing_on
 	echo 8192 >$TR/buffer_size_kb
 	# One clock for all CPUs, so that the per-CPU buffers merge in true
 	# order (the default "local" clock may drift between vCPUs).
 	echo global >$TR/trace_clock
-	: >$TR/trace
-	for e in "$TR"/events/handshake/handshake_*/enable "$TR"/events/handshake/tls_alert_*/enable; do
+	for e in "$TR"/events/handshake/handshake_*/enable "$TR"/events/handshake/tls_alert_*/enable \
+		"$TR"/events/sched/sched_process_fork/enable; do
 		echo 1 >"$e"
 	done
-	if [ "${1:-}" = fork ]; then echo 1 >$TR/events/sched/sched_process_fork/enable
-	else echo 0 >$TR/events/sched/sched_process_fork/enable; fi
+	: >$TR/trace
+}
+trace_start() {   # [fork]: accepted for the callers' sake; forks are always traced
+	echo 0 >$TR/tracing_on
+	: >$TR/trace
 	echo 1 >$TR/tracing_on
 }
 trace_clear() { : >$TR/trace; }
@@ -584,7 +592,7 @@ cleanup_all() {
 	modprobe -r -q brd null_blk veth 2>/dev/null
 	key_serial keyring .nvme && keyctl clear "$KEY_SERIAL" >/dev/null 2>&1
 	echo 0 >$TR/tracing_on
-	echo 0 >$TR/events/enable
+	[ -e $TR/events/sunrpc/enable ] && echo 0 >$TR/events/sunrpc/enable   # nfs-tls's; trace_setup's stay
 	: >$TR/trace
 	dmesg -C
 	rm -rf /tmp/*
