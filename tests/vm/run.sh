@@ -27,7 +27,8 @@
 #   TIMEOUT       seconds before qemu is killed                        [900]
 #   SMP, MEM      guest CPUs and memory                                [2, 2G]
 #   ACCEL         tcg | kvm | auto (kvm if usable and not PVM)         [auto]
-#   BOOT_RETRIES  reboots of a boot that died before the guest init    [2]
+#   BOOT_RETRIES  reboots of a boot that died before the guest init,
+#                 or whose kernel hit a stale text-patch int3 (TCG)     [2]
 #   BOOT_TIMEOUT  seconds for the guest init to start before a boot counts as dead  [180]
 #   OUTDIR        where console.log and results.txt go  [$WORKDIR/out/<time>-<kernel>]
 #   REFRESH=1     re-resolve the kernel and refresh the apt indexes
@@ -450,7 +451,7 @@ boot_once() {   # console-log
 }
 
 run_vm() {
-	local out initrd try=0 rc=0 con
+	local out initrd try=0 rc=0 con why
 	out=${OUTDIR:-$WORKDIR/out/$(date +%Y%m%d-%H%M%S)-$KVER}
 	mkdir -p "$out"
 	initrd=$out/initrd.gz
@@ -462,13 +463,22 @@ run_vm() {
 		rc=0
 		boot_once "$con" || rc=$?
 		# A boot that never reached the guest init (TCG early-boot oopses, ~1 in
-		# 10 on 7.x) says nothing about the code under test: boot again. Never
-		# retry one that got further.
-		grep -q 'TLSHD-VM: init started' "$con" && break
+		# 10 on 7.x) says nothing about the code under test: boot again. So
+		# does a guest kernel that hit an int3 in its own text: the kernel
+		# patches text (static keys) with int3 and IPIs, and multi-threaded
+		# TCG can run the stale int3 (an "Oops: int3", then panic); no
+		# userspace can cause that. Never retry any other failure.
+		why=""
+		if ! grep -q 'TLSHD-VM: init started' "$con"; then
+			why="boot died before the guest init"
+		elif ! grep -q 'TLSHD-VM: PASS' "$con" && grep -q '\] Oops: int3' "$con"; then
+			why="guest kernel hit a stale text-patch int3 (TCG)"
+		fi
+		[ -n "$why" ] || break
 		((try < BOOT_RETRIES)) || break
 		try=$((try + 1))
 		mv "$con" "$out/console.boot-failure-$try.log"
-		log "boot died before the guest init (console.boot-failure-$try.log); retry $try/$BOOT_RETRIES"
+		log "$why (console.boot-failure-$try.log); retry $try/$BOOT_RETRIES"
 	done
 	rm -f "$initrd"
 	{
