@@ -251,7 +251,7 @@ trace_setup() {
 	done
 	: >$TR/trace
 }
-trace_start() {   # [fork]: accepted for the callers' sake; forks are always traced
+trace_start() {
 	echo 0 >$TR/tracing_on
 	: >$TR/trace
 	echo 1 >$TR/tracing_on
@@ -269,6 +269,15 @@ trace_save() { grep -v '^#' $TR/trace >"$1"; }   # file
 # Timing: accept_us_p50/p90/max, from a submit to its ACCEPT (how long a
 # request counted against the kernel's pending cap), and burst_5ms, the
 # most submits (taken or refused) within any 5 ms: what the cap meets.
+# awk, shared by trace_count and trace_by_daemon: each request's wait from
+# its submit to its ACCEPT -> lat[1..nl] (microseconds). The kernel traces
+# a submit after it has queued the request and sent READY, so a daemon
+# already sweeping can ACCEPT it first: a zero wait. A cancelled request's
+# address may come back.
+TRACE_WAIT_AWK='
+		if (ev == "handshake_submit") { if (req in tacc) { lat[++nl] = 0; delete tacc[req] } else tsub[req] = ts }
+		if (ev == "handshake_cmd_accept") { if (req in tsub) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] } else tacc[req] = ts }
+		if (ev == "handshake_cancel") delete tsub[req]'
 declare -A TRC=()
 trace_count() {   # file [daemons]
 	local k v
@@ -291,12 +300,7 @@ trace_count() {   # file [daemons]
 		req = a["req"]
 		ts = $(i - 1); sub(/:$/, "", ts); ts += 0
 		if (ev == "handshake_submit" || ev == "handshake_submit_err") sts[++ns] = ts
-		# The kernel traces a submit after it has queued the request and
-		# sent READY: a daemon already sweeping can ACCEPT it first (a
-		# zero wait).
-		if (ev == "handshake_submit") { if (req in tacc) { lat[++nl] = 0; delete tacc[req] } else tsub[req] = ts }
-		if (ev == "handshake_cmd_accept") { if (req in tsub) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] } else tacc[req] = ts }
-		if (ev == "handshake_cancel") delete tsub[req]   # the address may come back
+		'"$TRACE_WAIT_AWK"'
 		if (ev == "sched_process_fork") { parent[a["child_pid"]] = a["pid"]; next }
 		if (ev == "handshake_submit") {
 			c["submit"]++; side[req] = (comm ~ /^kworker\//) ? "target" : "host"
@@ -310,7 +314,7 @@ trace_count() {   # file [daemons]
 				while (!(p in dname) && (p in parent) && g++ < 64) p = parent[p]
 				who = (p in dname) ? dname[p] : "other"
 				if (req in side) by[side[req] "_accepts_by_" who]++
-				else early[req] = who   # its submit is traced later (see above)
+				else early[req] = who   # its submit is traced later (TRACE_WAIT_AWK)
 			}
 		}
 		else if (ev == "handshake_cmd_accept_err") c["accept_err"]++
@@ -632,7 +636,7 @@ pki_revoke() {   # dir name...
 }
 
 # ------------------------------------------------------ trace by daemon ---
-# Handshakes of a saved trace (trace_start fork) per daemon: each ACCEPT is
+# Handshakes of a saved trace (trace_start) per daemon: each ACCEPT is
 # attributed to the daemon whose process it came from: the accepting task's
 # thread group (options/record-tgid, set by trace_tgid) is the daemon, or a
 # process forked from it (tlshd forks a child per request; fork events traced).
@@ -666,12 +670,7 @@ trace_by_daemon() {   # file name:pid,...
 		req = a["req"]
 		ts = $(i - 1); sub(/:$/, "", ts); ts += 0
 		if (ev == "handshake_submit" || ev == "handshake_submit_err") sts[++ns] = ts
-		# The kernel traces a submit after it has queued the request and
-		# sent READY: a daemon already sweeping can ACCEPT it first (a
-		# zero wait).
-		if (ev == "handshake_submit") { if (req in tacc) { lat[++nl] = 0; delete tacc[req] } else tsub[req] = ts }
-		if (ev == "handshake_cmd_accept") { if (req in tsub) { lat[++nl] = int((ts - tsub[req]) * 1e6 + 0.5); delete tsub[req] } else tacc[req] = ts }
-		if (ev == "handshake_cancel") delete tsub[req]   # the address may come back
+		'"$TRACE_WAIT_AWK"'
 		if (ev == "sched_process_fork") { parent[a["child_pid"]] = a["pid"]; next }
 		if (ev == "handshake_submit") { sub_[req] = 1; order[++nreq] = req }
 		else if (ev == "handshake_cmd_accept") {

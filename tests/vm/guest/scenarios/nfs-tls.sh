@@ -225,7 +225,7 @@ say "exports: $(nsenter "--net=/run/netns/$SRV_NS" exportfs -v | paste -sd' ' | 
 
 # Tracing: net/handshake events, forks (which daemon accepted), the
 # accepting task's thread group, and nfsd's TLS transport events.
-trace_start fork
+trace_start
 trace_tgid 1
 for e in "$TR"/events/sunrpc/svc_tls_*/enable "$TR"/events/sunrpc/svc_xprt_{accept,close,detach,free}/enable \
 	"$TR"/events/sunrpc/rpc_tls_*/enable; do

@@ -46,7 +46,7 @@ pairing() {   # n host-bin host-args target-bin target-args
 	say "pairing $1: host side $2, target side $4"
 	result "${p}_host_daemon" "$2"
 	result "${p}_target_daemon" "$4"
-	trace_start fork
+	trace_start
 	daemon_start "host$1" "$2" "$3" hst || return 1
 	daemon_start "target$1" "$4" "$5" tgt || return 1
 	hp=${DPID[host$1]} tp=${DPID[target$1]}
