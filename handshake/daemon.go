@@ -89,6 +89,9 @@ type Daemon struct {
 	OpenTPMKey certs.KeyOpener
 	// Now is the clock for certificate checks; nil means time.Now.
 	Now func() time.Time
+	// Events, if set, is called once for every DONE sent, on the
+	// goroutine that sent it; it must not block.
+	Events func(Event)
 
 	// Counters for Stats.
 	mu       sync.Mutex

@@ -173,6 +173,7 @@ func (d *Daemon) finish(req genl.Request, o *outcome, start time.Time) {
 		d.failed++
 	}
 	d.mu.Unlock()
+	d.emit(Event{Role: o.role.String(), Auth: o.auth.String(), Status: status, Duration: time.Since(start)})
 
 	attrs := []slog.Attr{
 		slog.String("peer", peerString(o)),
