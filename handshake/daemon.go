@@ -273,7 +273,7 @@ func (d *Daemon) acceptAll(ctx context.Context, queue chan<- accepted) (n int) {
 		case queue <- a:
 		case <-ctx.Done():
 			// Shutting down: answer it now rather than leave it hanging.
-			d.finish(a.req, &outcome{err: fmt.Errorf("shutting down: %w", context.Canceled)}, a.at)
+			d.finish(&request{Request: a.req, accepted: a.at}, result{}, fmt.Errorf("shutting down: %w", context.Canceled))
 			d.mu.Lock()
 			d.queued--
 			d.mu.Unlock()
@@ -294,10 +294,11 @@ func (d *Daemon) serveAccepted(ctx context.Context, keys Keyring, a accepted) {
 		d.inflight--
 		d.mu.Unlock()
 	}()
+	r := &request{Request: a.req, accepted: a.at, keys: keys, policy: d.Policy()}
 	if a.err != nil {
 		// The kernel installed the fd but the reply did not decode.
-		d.finish(a.req, &outcome{err: fmt.Errorf("decoding ACCEPT reply: %w", a.err)}, a.at)
+		d.finish(r, result{}, fmt.Errorf("decoding ACCEPT reply: %w", a.err))
 		return
 	}
-	d.serve(ctx, keys, a.req, a.at)
+	d.serve(ctx, r)
 }
