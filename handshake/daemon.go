@@ -27,8 +27,9 @@ import (
 // Kernel is the net/handshake request side: genl.Conn in production.
 type Kernel interface {
 	// Accept takes the oldest pending request, or fails with an error
-	// wrapping genl.ErrNoRequest. It must run on the request's locked
-	// OS thread: the kernel links keyrings into that thread's keyrings.
+	// wrapping genl.ErrNoRequest. The daemon calls it only on the accept
+	// thread: the kernel links the consumer's keyring into the calling
+	// thread's process keyring, which the key thread has linked.
 	Accept() (genl.Request, error)
 	// Done reports a result; it must be sent before the fd is closed.
 	Done(genl.Done) error
@@ -41,12 +42,13 @@ type Notifier interface {
 	Wait(ctx context.Context) error
 }
 
-// Keyring is the kernel keyring as a request sees it. Every method runs
-// on the request's locked OS thread.
+// Keyring is the kernel keyring as a request sees it. Share runs on the
+// accept thread, every other method on the key thread (a locked OS thread
+// whose keyrings make the keys possessed).
 type Keyring interface {
 	// Attach makes the keyrings a request needs (the policy's, and the
-	// consumer's from the ACCEPT reply, 0 if absent) reachable from this
-	// thread, so that their keys are possessed and readable. It returns
+	// consumer's from the ACCEPT reply, 0 if absent) reachable from the
+	// key thread, so that their keys are possessed and readable. It returns
 	// their serials, the keyrings the request may search; detach undoes
 	// it.
 	Attach(rings []config.Keyring, requestRing int32) (attached []int32, detach func(), err error)
@@ -284,7 +286,7 @@ func (d *Daemon) acceptAll(ctx context.Context, queue chan<- accepted) (n int) {
 }
 
 // serveAccepted runs one queued request.
-func (d *Daemon) serveAccepted(ctx context.Context, keys Keyring, a accepted) {
+func (d *Daemon) serveAccepted(ctx context.Context, keys keyThread, a accepted) {
 	d.mu.Lock()
 	d.queued--
 	d.inflight++

@@ -16,7 +16,7 @@ import (
 
 // clientPSKs reads the PSKs the kernel named, in its order, skipping
 // those that cannot be read; none at all is ENOKEY.
-func clientPSKs(keys Keyring, serials []int32) ([]tls13.PSK, error) {
+func clientPSKs(keys keyThread, serials []int32) ([]tls13.PSK, error) {
 	var psks []tls13.PSK
 	var errs []error
 	for _, serial := range serials {
@@ -109,7 +109,7 @@ func fillIdentity(m *config.Match, identity string) {
 // pskLookup finds the key for an identity the client offers, in the
 // keyring, and narrows the settings to the policy for that identity.
 type pskLookup struct {
-	keys     Keyring
+	keys     keyThread
 	rings    []int32 // the request's keyrings: where a client's identity may be found
 	policy   *config.Policy
 	settings *config.Settings // resolved before the handshake, without the identity

@@ -27,7 +27,7 @@ import (
 type request struct {
 	genl.Request
 	accepted time.Time // when ACCEPT returned: the consumer's clock started earlier
-	keys     Keyring   // the key thread
+	keys     keyThread
 
 	// kind: from the message type.
 	kind kind

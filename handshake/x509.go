@@ -145,7 +145,7 @@ func clientAuth(m config.ClientCertMode) certs.ClientAuth {
 
 // credential is this side's certificate: the one the kernel names by key
 // serials (DER payloads), else the policy's files. None at all is ENOKEY.
-func (d *Daemon) credential(keys Keyring, req genl.Request, x config.X509) (tls.Certificate, error) {
+func (d *Daemon) credential(keys keyThread, req genl.Request, x config.X509) (tls.Certificate, error) {
 	for _, pair := range req.Certificates {
 		if pair.Cert == 0 || pair.PrivKey == 0 {
 			continue
