@@ -117,13 +117,6 @@ func (d *Daemon) Stats() Stats {
 	return Stats{InFlight: d.inflight, Queued: d.queued, Served: d.served, Failed: d.failed}
 }
 
-func (d *Daemon) log() *slog.Logger {
-	if d.Log != nil {
-		return d.Log
-	}
-	return slog.Default()
-}
-
 // Run serves requests until ctx is cancelled, then waits for the
 // handshakes in flight.
 //
