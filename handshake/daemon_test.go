@@ -36,6 +36,10 @@ type memKeyring struct {
 	mu    sync.Mutex
 	keys  map[int32]memKey
 	rings map[string]int32
+	fail  error // SearchPSK fails with it
+	// panicOn: ReadPSK panics for this serial, as a broken keyring
+	// implementation on the key thread would.
+	panicOn int32
 }
 
 type memKey struct {
@@ -80,6 +84,9 @@ func (k *memKeyring) Attach(rings []config.Keyring, request int32) ([]int32, fun
 func (k *memKeyring) ReadPSK(serial int32) (string, []byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if serial == k.panicOn && serial != 0 {
+		panic(fmt.Sprintf("key %d exploded", serial))
+	}
 	key, ok := k.keys[serial]
 	if !ok {
 		return "", nil, fmt.Errorf("key %d: %w", serial, syscall.ENOKEY)
@@ -90,6 +97,9 @@ func (k *memKeyring) ReadPSK(serial int32) (string, []byte, error) {
 func (k *memKeyring) SearchPSK(rings []int32, identity string) (int32, []byte, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if k.fail != nil {
+		return 0, nil, k.fail
+	}
 	for _, ring := range rings {
 		for serial, key := range k.keys {
 			if key.ring == ring && key.desc == identity {
