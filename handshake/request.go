@@ -37,8 +37,9 @@ type request struct {
 	// attachKeyrings: the serials a server may search for a client's
 	// identity.
 	rings []int32
-	// resolvePolicy: the generation this request runs under (a reload
-	// does not change it) and the settings that apply.
+	// policy is the generation this request runs under, read when it
+	// starts (a reload does not change it); resolvePolicy picks the
+	// settings that apply.
 	policy   *config.Policy
 	settings *config.Settings
 	// credentials: this side's PSKs (PSK client) or certificate
@@ -65,10 +66,12 @@ type result struct {
 // A kind is what a message type asks for: its role, and the steps that
 // serve it. kindOf is the one place the message type is read, so a new
 // request kind (the proposed KeyUpdate upcalls, message types 3 and 4) is
-// one more case there with a walk of its own.
+// one more case there with a walk of its own. A walk stores what its
+// engine returned in *res as soon as it has it, so that serve zeroes the
+// session even if a later step panics.
 type kind struct {
 	role config.Role
-	walk func(d *Daemon, ctx context.Context, r *request) (result, error)
+	walk func(d *Daemon, ctx context.Context, r *request, res *result) error
 }
 
 func kindOf(t genl.MessageType) (kind, error) {
@@ -99,23 +102,23 @@ func (d *Daemon) serve(ctx context.Context, r *request) {
 	if r.kind, err = kindOf(r.MessageType); err != nil {
 		return
 	}
-	res, err = r.kind.walk(d, ctx, r)
+	err = r.kind.walk(d, ctx, r, &res)
 }
 
 // handshake is the walk of a TLS handshake request, one step after the
 // other over r. The engine step is the only one that waits on the peer.
-func (d *Daemon) handshake(ctx context.Context, r *request) (result, error) {
+func (d *Daemon) handshake(ctx context.Context, r *request, res *result) error {
 	if err := r.validate(); err != nil {
-		return result{}, err
+		return err
 	}
 	d.attachKeyrings(r)
 	if err := d.resolvePolicy(r); err != nil {
-		return result{}, err
+		return err
 	}
 	mode, _ := modeOf(r.Auth) // validate refused any other
 	if mode.credentials != nil {
 		if err := mode.credentials(d, r); err != nil {
-			return result{}, err
+			return err
 		}
 	}
 	// The deadline counts from ACCEPT: the consumer's own timer started
@@ -124,14 +127,14 @@ func (d *Daemon) handshake(ctx context.Context, r *request) (result, error) {
 	defer cancel()
 	conn, err := fileConn(int(r.FD))
 	if err != nil {
-		return result{}, err
+		return err
 	}
 	defer conn.Close()
-	res, err := mode.handshake(d, ctx, r, conn)
+	*res, err = mode.handshake(d, ctx, r, conn)
 	if err != nil {
-		return res, err
+		return err
 	}
-	return res, d.install(r, res.session)
+	return d.install(r, res.session)
 }
 
 // An authMode is how one of the kernel's auth modes gets its credentials
