@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
 
@@ -29,9 +30,10 @@ const (
 	MaxTimeout         = 10 * time.Minute
 )
 
-// A Role is the side of the handshake the kernel asks for. The values are
-// the kernel's HANDSHAKE_MSG_TYPE_CLIENTHELLO and _SERVERHELLO, so a
-// request's message type converts directly.
+// A Role is the side of the handshake a request asks for, and the table
+// ([client], [server]) whose settings apply. The handshake package derives
+// it from the request's message type (ClientHello → Client, ServerHello →
+// Server; the proposed KeyUpdate types map onto the same two roles).
 type Role uint8
 
 const (
@@ -49,27 +51,16 @@ func (r Role) String() string {
 	return "Role(" + strconv.Itoa(int(r)) + ")"
 }
 
-// An AuthMode is how the kernel asks a handshake to authenticate. The
-// values are the kernel's HANDSHAKE_AUTH_* numbers.
-type AuthMode uint8
+// An AuthMode is how the kernel asks a handshake to authenticate: the
+// genetlink package's type itself, so a request's mode is checked against
+// the policy without a conversion.
+type AuthMode = genl.AuthMode
 
 const (
-	AuthUnauth AuthMode = 1 // client: verify the server, send no certificate
-	AuthPSK    AuthMode = 2 // pre-shared key
-	AuthX509   AuthMode = 3 // certificates
+	AuthUnauth = genl.Unauth // client: verify the server, send no certificate
+	AuthPSK    = genl.PSK    // pre-shared key
+	AuthX509   = genl.X509   // certificates
 )
-
-func (a AuthMode) String() string {
-	switch a {
-	case AuthUnauth:
-		return "unauth"
-	case AuthPSK:
-		return "psk"
-	case AuthX509:
-		return "x509"
-	}
-	return "AuthMode(" + strconv.Itoa(int(a)) + ")"
-}
 
 // AuthModes is a set of AuthMode values.
 type AuthModes uint8

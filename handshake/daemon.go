@@ -27,8 +27,9 @@ import (
 // Kernel is the net/handshake request side: genl.Conn in production.
 type Kernel interface {
 	// Accept takes the oldest pending request, or fails with an error
-	// wrapping genl.ErrNoRequest. It must run on the request's locked
-	// OS thread: the kernel links keyrings into that thread's keyrings.
+	// wrapping genl.ErrNoRequest. The daemon calls it only on the accept
+	// thread: the kernel links the consumer's keyring into the calling
+	// thread's process keyring, which the key thread has linked.
 	Accept() (genl.Request, error)
 	// Done reports a result; it must be sent before the fd is closed.
 	Done(genl.Done) error
@@ -41,12 +42,13 @@ type Notifier interface {
 	Wait(ctx context.Context) error
 }
 
-// Keyring is the kernel keyring as a request sees it. Every method runs
-// on the request's locked OS thread.
+// Keyring is the kernel keyring as a request sees it. Share runs on the
+// accept thread, every other method on the key thread (a locked OS thread
+// whose keyrings make the keys possessed).
 type Keyring interface {
 	// Attach makes the keyrings a request needs (the policy's, and the
-	// consumer's from the ACCEPT reply, 0 if absent) reachable from this
-	// thread, so that their keys are possessed and readable. It returns
+	// consumer's from the ACCEPT reply, 0 if absent) reachable from the
+	// key thread, so that their keys are possessed and readable. It returns
 	// their serials, the keyrings the request may search; detach undoes
 	// it.
 	Attach(rings []config.Keyring, requestRing int32) (attached []int32, detach func(), err error)
@@ -113,13 +115,6 @@ func (d *Daemon) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return Stats{InFlight: d.inflight, Queued: d.queued, Served: d.served, Failed: d.failed}
-}
-
-func (d *Daemon) log() *slog.Logger {
-	if d.Log != nil {
-		return d.Log
-	}
-	return slog.Default()
 }
 
 // Run serves requests until ctx is cancelled, then waits for the
@@ -273,7 +268,7 @@ func (d *Daemon) acceptAll(ctx context.Context, queue chan<- accepted) (n int) {
 		case queue <- a:
 		case <-ctx.Done():
 			// Shutting down: answer it now rather than leave it hanging.
-			d.finish(a.req, &outcome{err: fmt.Errorf("shutting down: %w", context.Canceled)}, a.at)
+			d.finish(&request{Request: a.req, accepted: a.at}, result{}, fmt.Errorf("shutting down: %w", context.Canceled))
 			d.mu.Lock()
 			d.queued--
 			d.mu.Unlock()
@@ -284,7 +279,7 @@ func (d *Daemon) acceptAll(ctx context.Context, queue chan<- accepted) (n int) {
 }
 
 // serveAccepted runs one queued request.
-func (d *Daemon) serveAccepted(ctx context.Context, keys Keyring, a accepted) {
+func (d *Daemon) serveAccepted(ctx context.Context, keys keyThread, a accepted) {
 	d.mu.Lock()
 	d.queued--
 	d.inflight++
@@ -294,10 +289,11 @@ func (d *Daemon) serveAccepted(ctx context.Context, keys Keyring, a accepted) {
 		d.inflight--
 		d.mu.Unlock()
 	}()
+	r := &request{Request: a.req, accepted: a.at, keys: keys, policy: d.Policy()}
 	if a.err != nil {
 		// The kernel installed the fd but the reply did not decode.
-		d.finish(a.req, &outcome{err: fmt.Errorf("decoding ACCEPT reply: %w", a.err)}, a.at)
+		d.finish(r, result{}, fmt.Errorf("decoding ACCEPT reply: %w", a.err))
 		return
 	}
-	d.serve(ctx, keys, a.req, a.at)
+	d.serve(ctx, r)
 }

@@ -1,6 +1,7 @@
 package handshake
 
 import (
+	"log/slog"
 	"syscall"
 	"time"
 )
@@ -19,4 +20,12 @@ func (d *Daemon) emit(ev Event) {
 	if d.Events != nil {
 		d.Events(ev)
 	}
+}
+
+// log is where the daemon's lines go: d.Log, else slog's default.
+func (d *Daemon) log() *slog.Logger {
+	if d.Log != nil {
+		return d.Log
+	}
+	return slog.Default()
 }

@@ -16,7 +16,7 @@ import (
 
 // clientPSKs reads the PSKs the kernel named, in its order, skipping
 // those that cannot be read; none at all is ENOKEY.
-func clientPSKs(keys Keyring, serials []int32) ([]tls13.PSK, error) {
+func clientPSKs(keys keyThread, serials []int32) ([]tls13.PSK, error) {
 	var psks []tls13.PSK
 	var errs []error
 	for _, serial := range serials {
@@ -55,48 +55,68 @@ func zeroPSKs(psks []tls13.PSK) {
 	}
 }
 
-// pskHandshake runs a PSK handshake in the request's role.
-func (d *Daemon) pskHandshake(ctx context.Context, conn net.Conn, keys Keyring, rings []int32, o *outcome, psks []tls13.PSK,
-	policy *config.Policy, settings *config.Settings) (*tls13.Session, error) {
+// pskHandshake runs a PSK handshake in the request's role: a client
+// offers the keys the kernel named, a server looks the client's identity
+// up in the request's keyrings only.
+func (d *Daemon) pskHandshake(ctx context.Context, r *request, conn net.Conn) (result, error) {
 	cfg := &tls13.Config{
-		CipherSuites: settings.CipherSuites,
-		Groups:       settings.Groups,
-		PSKModes:     settings.PSKModes,
+		CipherSuites: r.settings.CipherSuites,
+		Groups:       r.settings.Groups,
+		PSKModes:     r.settings.PSKModes,
 	}
 	var c *tls13.Conn
-	if o.role == config.Client {
-		cfg.PSKs = psks
-		o.identity = string(psks[0].Identity)
+	var res result
+	var lookup *pskLookup
+	if r.kind.role == config.Client {
+		cfg.PSKs = r.psks
+		res.identity = string(r.psks[0].Identity)
 		c = tls13.Client(conn, cfg)
 	} else {
-		lookup := &pskLookup{keys: keys, rings: rings, policy: policy, match: config.Match{Role: config.Server, Addr: o.peer.Addr(), PeerName: o.peerName}}
+		lookup = &pskLookup{keys: r.keys, rings: r.rings, policy: r.policy, settings: r.settings,
+			match: config.Match{Role: config.Server, Addr: r.peer.Addr(), PeerName: r.PeerName}}
 		defer lookup.zero()
 		cfg.GetPSK = lookup.get
 		c = tls13.Server(conn, cfg)
-		defer func() { o.identity, o.rule = lookup.identity, lookup.rule(o.rule) }()
 	}
-	if err := c.Handshake(ctx); err != nil {
-		return nil, err
+	err := c.Handshake(ctx)
+	if lookup != nil {
+		if id, rule, ok := lookup.found(); ok {
+			res.identity, res.rule, res.narrowed = id, rule, true
+		}
+	}
+	if err != nil {
+		return res, err
 	}
 	s, err := c.Handoff()
 	if err != nil {
-		return nil, err
+		return res, err
 	}
-	o.identity = string(s.PSKIdentity)
-	o.remoteAuth = []int32{s.Tag.(int32)}
-	return s, nil
+	res.session = s
+	res.identity = string(s.PSKIdentity)
+	res.remoteAuth = []int32{s.Tag.(int32)}
+	return res, nil
+}
+
+// fillIdentity puts a PSK identity, and the NQNs of an NVMe one, into a
+// policy match.
+func fillIdentity(m *config.Match, identity string) {
+	m.PSKIdentity = identity
+	if id, err := nvme.ParseIdentity(identity); err == nil {
+		m.HostNQN, m.SubsysNQN = id.HostNQN, id.SubsysNQN
+	}
 }
 
 // pskLookup finds the key for an identity the client offers, in the
 // keyring, and narrows the settings to the policy for that identity.
 type pskLookup struct {
-	keys   Keyring
-	rings  []int32 // the request's keyrings: where a client's identity may be found
-	policy *config.Policy
-	match  config.Match
+	keys     keyThread
+	rings    []int32 // the request's keyrings: where a client's identity may be found
+	policy   *config.Policy
+	settings *config.Settings // resolved before the handshake, without the identity
+	match    config.Match
 
 	mu       sync.Mutex
-	found    [][]byte // keys read, zeroed after the handshake
+	read     [][]byte // keys read, zeroed after the handshake
 	identity string   // the last identity found, for the log
 	matched  string   // the rule that applied to it
 }
@@ -112,10 +132,15 @@ func (l *pskLookup) get(identity []byte) (*tls13.PSK, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.found = append(l.found, key)
-	m := l.match
-	fillIdentity(&m, id)
-	s := l.policy.Resolve(m)
+	l.read = append(l.read, key)
+	s := l.settings
+	if l.policy.NeedsPSKIdentity() {
+		// A rule may test the identity: the one for this identity
+		// applies. Otherwise the settings resolved before stand.
+		m := l.match
+		fillIdentity(&m, id)
+		s = l.policy.Resolve(m)
+	}
 	if s.Reject || !s.Auth.Allows(config.AuthPSK) {
 		// Answer as if unknown: the client learns nothing of the policy.
 		return nil, fmt.Errorf("PSK %q refused by policy rule %q: %w", id, s.Rule, tls13.ErrUnknownPSK)
@@ -132,20 +157,18 @@ func (l *pskLookup) get(identity []byte) (*tls13.PSK, error) {
 	}, nil
 }
 
-// rule is the policy rule for the log: the identity's, once known.
-func (l *pskLookup) rule(before string) string {
+// found returns the last identity accepted and the rule that applied to
+// it, for the log; ok is false if none was.
+func (l *pskLookup) found() (identity, rule string, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.identity != "" {
-		return l.matched
-	}
-	return before
+	return l.identity, l.matched, l.identity != ""
 }
 
 func (l *pskLookup) zero() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, k := range l.found {
+	for _, k := range l.read {
 		clear(k)
 	}
 }

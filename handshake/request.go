@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -16,155 +17,239 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
-	"github.com/tlshd-go/tlshd-go/keyring/nvme"
+	"github.com/tlshd-go/tlshd-go/rekey"
 )
 
-// outcome is what serving one request produced, for DONE and the log.
-type outcome struct {
-	role       config.Role
-	auth       genl.AuthMode
-	peer       netip.AddrPort
-	peerName   string
-	rule       string
-	proto      int
-	session    *tls13.Session // nil on failure
-	remoteAuth []int32
-	identity   string // PSK identity or certificate subject, for the log
-	err        error
+// A request is one kernel request on its way from ACCEPT to DONE: what
+// the steps have learnt so far. Only the goroutine serving it touches it;
+// each step fills the fields named after it, and later steps only read
+// them.
+type request struct {
+	genl.Request
+	accepted time.Time // when ACCEPT returned: the consumer's clock started earlier
+	keys     keyThread
+
+	// kind: from the message type.
+	kind kind
+	// validate: the socket.
+	proto int
+	peer  netip.AddrPort
+	// attachKeyrings: the serials a server may search for a client's
+	// identity.
+	rings []int32
+	// policy is the generation this request runs under, read when it
+	// starts (a reload does not change it); resolvePolicy picks the
+	// settings that apply.
+	policy   *config.Policy
+	settings *config.Settings
+	// credentials: this side's PSKs (PSK client) or certificate
+	// material (x509).
+	psks []tls13.PSK
+	x509 *x509Credentials
+
+	// cleanup runs, last first, before DONE: it unlinks keyrings and
+	// zeroes keys.
+	cleanup []func()
 }
 
-// serve runs one accepted request to its DONE: policy, credentials,
-// handshake, kTLS. It never returns without DONE and without closing
-// req.FD.
-func (d *Daemon) serve(ctx context.Context, keys Keyring, req genl.Request, start time.Time) {
-	o := &outcome{auth: req.Auth, peerName: req.PeerName}
-	defer func() {
-		if r := recover(); r != nil {
-			o.err = fmt.Errorf("internal error: %v", r)
-			d.log().Error("panic while serving a request", "panic", r)
-		}
-		d.finish(req, o, start)
-	}()
-	o.err = d.run(ctx, keys, req, o, start)
+// A result is what a handshake engine hands back: the session and, for
+// the log and DONE, who the peer proved to be. On failure the session is
+// nil and the rest says how far it got.
+type result struct {
+	session    *tls13.Session
+	identity   string  // PSK identity or certificate subject
+	rule       string  // the policy rule the handshake settled on,
+	narrowed   bool    // if it is not r.settings' (a PSK server's per-identity rule)
+	remoteAuth []int32 // DONE's REMOTE_AUTH
 }
 
-// run does the work of serve and returns why it failed, if it did.
-func (d *Daemon) run(ctx context.Context, keys Keyring, req genl.Request, o *outcome, start time.Time) error {
-	policy := d.Policy()
-	switch req.MessageType {
+// A kind is what a message type asks for: its role, and the steps that
+// serve it. kindOf is the one place the message type is read, so a new
+// request kind (the proposed KeyUpdate upcalls, message types 3 and 4) is
+// one more case there with a walk of its own. A walk stores what its
+// engine returned in *res as soon as it has it, so that serve zeroes the
+// session even if a later step panics.
+type kind struct {
+	role config.Role
+	walk func(d *Daemon, ctx context.Context, r *request, res *result) error
+}
+
+func kindOf(t genl.MessageType) (kind, error) {
+	switch t {
 	case genl.ClientHello:
-		o.role = config.Client
+		return kind{role: config.Client, walk: (*Daemon).handshake}, nil
 	case genl.ServerHello:
-		o.role = config.Server
-	default:
-		return fmt.Errorf("%w: message type %d", errUnsupported, req.MessageType)
+		return kind{role: config.Server, walk: (*Daemon).handshake}, nil
 	}
-	switch req.Auth {
-	case genl.PSK, genl.X509, genl.Unauth:
-	default:
-		return fmt.Errorf("%w: auth mode %d", errUnsupported, req.Auth)
-	}
-	fd := int(req.FD)
-	proto, err := ktls.Protocol(fd)
-	if err != nil {
-		return fmt.Errorf("reading SO_PROTOCOL: %w", err)
-	}
-	o.proto = proto
-	if proto != unix.IPPROTO_TCP && proto != unix.IPPROTO_MPTCP {
-		return fmt.Errorf("%w: socket protocol %d is neither TCP nor MPTCP", errUnsupported, proto)
-	}
-	o.peer = peerAddr(fd)
+	return kind{}, fmt.Errorf("%w: message type %d", errUnsupported, t)
+}
 
-	// Link the keyrings first: keys must be possessed to be read.
-	attached, detach, err := keys.Attach(policy.Global().Keyrings, req.Keyring)
-	if err != nil {
-		d.log().Warn("linking keyrings", "err", err)
+// serve runs one accepted request to its DONE. It never returns without
+// DONE and without closing r.FD; a panic in a step is logged with its
+// stack and reported as EIO.
+func (d *Daemon) serve(ctx context.Context, r *request) {
+	var res result
+	var err error
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error: %v", p)
+			d.log().Error("panic while serving a request", "panic", p, "stack", string(debug.Stack()))
+		}
+		res.session.Zero() // the kernel has the keys, or will not get them
+		r.release()
+		d.finish(r, res, err)
+	}()
+	if r.kind, err = kindOf(r.MessageType); err != nil {
+		return
 	}
-	if detach != nil {
-		defer detach()
-	}
+	err = r.kind.walk(d, ctx, r, &res)
+}
 
-	m := config.Match{Role: o.role, PeerName: req.PeerName, Addr: o.peer.Addr()}
-	var psks []tls13.PSK
-	if o.role == config.Client && req.Auth == genl.PSK {
-		// The client knows its identity now; the server only from the
-		// ClientHello (see pskServerConfig).
-		if psks, err = clientPSKs(keys, req.PeerIdentities); err != nil {
+// handshake is the walk of a TLS handshake request, one step after the
+// other over r. The engine step is the only one that waits on the peer.
+func (d *Daemon) handshake(ctx context.Context, r *request, res *result) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	d.attachKeyrings(r)
+	if err := d.resolvePolicy(r); err != nil {
+		return err
+	}
+	mode, _ := modeOf(r.Auth) // validate refused any other
+	if mode.credentials != nil {
+		if err := mode.credentials(d, r); err != nil {
 			return err
 		}
-		defer zeroPSKs(psks)
-		fillIdentity(&m, string(psks[0].Identity))
 	}
-	settings := policy.Resolve(m)
-	o.rule = settings.Rule
-	if settings.Reject {
-		return fmt.Errorf("%w: refused by policy rule %q", errPolicy, settings.Rule)
-	}
-	if !settings.Auth.Allows(config.AuthMode(req.Auth)) {
-		return fmt.Errorf("%w: auth mode %v not allowed by policy rule %q", errPolicy, req.Auth, settings.Rule)
-	}
-
-	// The consumer's clock started before we accepted the request.
-	ctx, cancel := context.WithDeadline(ctx, start.Add(settings.Deadline(req.Timeout)))
+	// The deadline counts from ACCEPT: the consumer's own timer started
+	// before we took the request.
+	ctx, cancel := context.WithDeadline(ctx, r.accepted.Add(r.settings.Deadline(r.Timeout)))
 	defer cancel()
-
-	conn, err := socketConn(fd)
+	conn, err := fileConn(int(r.FD))
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-
-	var session *tls13.Session
-	switch req.Auth {
-	case genl.PSK:
-		session, err = d.pskHandshake(ctx, conn, keys, attached, o, psks, policy, settings)
-	case genl.X509, genl.Unauth:
-		session, err = d.x509Handshake(ctx, conn, keys, req, o, settings)
-	default:
-		return fmt.Errorf("%w: auth mode %d", errUnsupported, req.Auth)
-	}
+	*res, err = mode.handshake(d, ctx, r, conn)
 	if err != nil {
 		return err
 	}
-	defer session.Zero()
-	o.session = session
+	return d.install(r, res.session)
+}
 
-	tx, rx := kernelKeys(session)
-	defer clear(tx.Key)
-	defer clear(rx.Key)
-	if err := d.Installer.Install(fd, tx, rx, ktls.Options{}); err != nil {
-		if errors.Is(err, ktls.ErrULPUnsupported) && proto == unix.IPPROTO_MPTCP {
-			return fmt.Errorf("the kernel lacks kTLS on MPTCP sockets: the handshake succeeded but TCP_ULP was refused: %w", err)
+// An authMode is how one of the kernel's auth modes gets its credentials
+// and runs its handshake. PSK has no credentials step: a client's keys are
+// read while resolving the policy (its identity selects the rule), a
+// server's during the handshake (the ClientHello names them).
+type authMode struct {
+	credentials func(d *Daemon, r *request) error
+	handshake   func(d *Daemon, ctx context.Context, r *request, conn net.Conn) (result, error)
+}
+
+func modeOf(a genl.AuthMode) (authMode, bool) {
+	switch a {
+	case genl.PSK:
+		return authMode{nil, (*Daemon).pskHandshake}, true
+	case genl.X509, genl.Unauth:
+		return authMode{(*Daemon).x509Credentials, (*Daemon).x509Handshake}, true
+	}
+	return authMode{}, false
+}
+
+// validate refuses what this daemon cannot serve: an unknown auth mode, a
+// socket that is neither TCP nor MPTCP.
+func (r *request) validate() error {
+	if _, ok := modeOf(r.Auth); !ok {
+		return fmt.Errorf("%w: auth mode %d", errUnsupported, r.Auth)
+	}
+	proto, err := ktls.Protocol(int(r.FD))
+	if err != nil {
+		return fmt.Errorf("reading SO_PROTOCOL: %w", err)
+	}
+	r.proto = proto
+	if proto != unix.IPPROTO_TCP && proto != unix.IPPROTO_MPTCP {
+		return fmt.Errorf("%w: socket protocol %d is neither TCP nor MPTCP", errUnsupported, proto)
+	}
+	r.peer = peerAddr(int(r.FD))
+	return nil
+}
+
+// attachKeyrings links the policy's keyrings and the request's own into
+// the key thread's: keys must be possessed to be read. A keyring that
+// fails to link is logged; the credentials step reports what is missing.
+func (d *Daemon) attachKeyrings(r *request) {
+	attached, detach, err := r.keys.Attach(r.policy.Global().Keyrings, r.Keyring)
+	if err != nil {
+		d.log().Warn("linking keyrings", "err", err)
+	}
+	if detach != nil {
+		r.cleanup = append(r.cleanup, detach)
+	}
+	r.rings = attached
+}
+
+// resolvePolicy picks the settings for the request, once, from what is
+// known before the handshake; a PSK client's identity is known already
+// (the first one the kernel named). A PSK server learns the client's
+// identity only from the ClientHello: its lookup narrows these settings
+// to that identity's rule, resolving again only if the policy has rules
+// that test an identity.
+func (d *Daemon) resolvePolicy(r *request) error {
+	m := config.Match{Role: r.kind.role, PeerName: r.PeerName, Addr: r.peer.Addr()}
+	if r.kind.role == config.Client && r.Auth == genl.PSK {
+		psks, err := clientPSKs(r.keys, r.PeerIdentities)
+		if err != nil {
+			return err
 		}
-		return err
+		r.psks = psks
+		r.cleanup = append(r.cleanup, func() { zeroPSKs(psks) })
+		fillIdentity(&m, string(psks[0].Identity))
+	}
+	r.settings = r.policy.Resolve(m)
+	if r.settings.Reject {
+		return fmt.Errorf("%w: refused by policy rule %q", errPolicy, r.settings.Rule)
+	}
+	if !r.settings.Auth.Allows(r.Auth) {
+		return fmt.Errorf("%w: auth mode %v not allowed by policy rule %q", errPolicy, r.Auth, r.settings.Rule)
 	}
 	return nil
 }
 
-// kernelKeys turns a session into the keys kTLS takes.
-func kernelKeys(s *tls13.Session) (tx, rx ktls.Keys) {
-	for _, k := range []struct {
-		dst *ktls.Keys
-		ts  tls13.TrafficSecret
-	}{{&tx, s.TX}, {&rx, s.RX}} {
-		key, iv := tls13.TrafficKey(s.Suite, k.ts.Secret)
-		*k.dst = ktls.Keys{Suite: uint16(s.Suite), Key: key, IV: iv, Seq: k.ts.Seq}
+// install hands the session's traffic keys to kTLS.
+func (d *Daemon) install(r *request, s *tls13.Session) error {
+	tx, rx := rekey.SessionKeys(s)
+	defer clear(tx.Key)
+	defer clear(rx.Key)
+	err := d.Installer.Install(int(r.FD), tx, rx, ktls.Options{})
+	if errors.Is(err, ktls.ErrULPUnsupported) && r.proto == unix.IPPROTO_MPTCP {
+		return fmt.Errorf("the kernel lacks kTLS on MPTCP sockets: the handshake succeeded but TCP_ULP was refused: %w", err)
 	}
-	return tx, rx
+	return err
 }
 
-// finish sends DONE, closes the fd and logs the request's line.
-func (d *Daemon) finish(req genl.Request, o *outcome, start time.Time) {
-	status := doneStatus(o.err)
-	done := genl.Done{FD: req.FD, Status: status}
+// release undoes what the steps set up (keyring links, keys in memory),
+// last first.
+func (r *request) release() {
+	for i := len(r.cleanup) - 1; i >= 0; i-- {
+		r.cleanup[i]()
+	}
+	r.cleanup = nil
+}
+
+// finish sends DONE, closes the fd, emits the Event and logs the
+// request's line. err is why the request failed, nil if it did not.
+func (d *Daemon) finish(r *request, res result, err error) {
+	status := doneStatus(err)
+	done := genl.Done{FD: r.FD, Status: status}
 	if status == 0 {
-		done.RemoteAuth = o.remoteAuth
+		// Only a success names the peer's credentials.
+		done.RemoteAuth = res.remoteAuth
 	}
 	// net.FileConn made the socket's file non-blocking; the kernel
 	// consumer owns it again from here on.
-	unix.SetNonblock(int(req.FD), false)
+	unix.SetNonblock(int(r.FD), false)
 	doneErr := d.Kernel.Done(done)
-	unix.Close(int(req.FD))
+	unix.Close(int(r.FD))
 
 	d.mu.Lock()
 	if status == 0 {
@@ -173,20 +258,27 @@ func (d *Daemon) finish(req genl.Request, o *outcome, start time.Time) {
 		d.failed++
 	}
 	d.mu.Unlock()
-	d.emit(Event{Role: o.role.String(), Auth: o.auth.String(), Status: status, Duration: time.Since(start)})
+	d.emit(Event{Role: roleName(r.kind.role), Auth: r.Auth.String(), Status: status, Duration: time.Since(r.accepted)})
 
 	attrs := []slog.Attr{
-		slog.String("peer", peerString(o)),
-		slog.String("role", o.role.String()),
-		slog.String("auth", o.auth.String()),
+		slog.String("peer", peerString(r)),
+		slog.String("role", roleName(r.kind.role)),
+		slog.String("auth", r.Auth.String()),
 	}
-	if o.identity != "" {
-		attrs = append(attrs, slog.String("identity", o.identity))
+	if res.identity != "" {
+		attrs = append(attrs, slog.String("identity", res.identity))
 	}
-	if o.rule != "" {
-		attrs = append(attrs, slog.String("rule", o.rule))
+	var rule string
+	switch {
+	case res.narrowed:
+		rule = res.rule
+	case r.settings != nil:
+		rule = r.settings.Rule
 	}
-	if s := o.session; s != nil {
+	if rule != "" {
+		attrs = append(attrs, slog.String("rule", rule))
+	}
+	if s := res.session; s != nil {
 		attrs = append(attrs, slog.String("suite", s.Suite.String()))
 		if s.PSKIdentity != nil {
 			attrs = append(attrs, slog.String("psk_mode", s.PSKMode.String()))
@@ -196,19 +288,19 @@ func (d *Daemon) finish(req genl.Request, o *outcome, start time.Time) {
 			attrs = append(attrs, slog.Bool("hrr", true))
 		}
 	}
-	if o.proto == unix.IPPROTO_MPTCP {
+	if r.proto == unix.IPPROTO_MPTCP {
 		attrs = append(attrs, slog.Bool("mptcp", true))
 	}
 	result := "ok"
 	level := slog.LevelInfo
 	if status != 0 {
 		result, level = "failed", slog.LevelWarn
-		attrs = append(attrs, slog.String("error", o.err.Error()))
+		attrs = append(attrs, slog.String("error", err.Error()))
 	}
 	attrs = append(attrs,
 		slog.String("result", result),
 		slog.String("status", statusName(status)),
-		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+		slog.Float64("duration_ms", float64(time.Since(r.accepted).Microseconds())/1000))
 	if doneErr != nil {
 		level = slog.LevelError
 		attrs = append(attrs, slog.String("done_error", doneErr.Error()))
@@ -216,25 +308,25 @@ func (d *Daemon) finish(req genl.Request, o *outcome, start time.Time) {
 	d.log().LogAttrs(context.Background(), level, "handshake", attrs...)
 }
 
-func peerString(o *outcome) string {
-	switch {
-	case o.peer.IsValid() && o.peerName != "":
-		return o.peerName + " (" + o.peer.String() + ")"
-	case o.peer.IsValid():
-		return o.peer.String()
-	case o.peerName != "":
-		return o.peerName
+// roleName names a role for the log and Events: "unknown" before the
+// message type was read, or when it named no role.
+func roleName(r config.Role) string {
+	if r == 0 {
+		return "unknown"
 	}
-	return "unknown"
+	return r.String()
 }
 
-// fillIdentity puts a PSK identity, and the NQNs of an NVMe one, into a
-// policy match.
-func fillIdentity(m *config.Match, identity string) {
-	m.PSKIdentity = identity
-	if id, err := nvme.ParseIdentity(identity); err == nil {
-		m.HostNQN, m.SubsysNQN = id.HostNQN, id.SubsysNQN
+func peerString(r *request) string {
+	switch {
+	case r.peer.IsValid() && r.PeerName != "":
+		return r.PeerName + " (" + r.peer.String() + ")"
+	case r.peer.IsValid():
+		return r.peer.String()
+	case r.PeerName != "":
+		return r.PeerName
 	}
+	return "unknown"
 }
 
 // statusName names a DONE status for the log.
@@ -246,11 +338,4 @@ func statusName(e syscall.Errno) string {
 		return name
 	}
 	return fmt.Sprint(int(e))
-}
-
-// socketConn gives the handshake a net.Conn over the kernel's socket. It
-// works on a duplicate so that closing the net.Conn leaves req.FD, which
-// DONE names, open.
-func socketConn(fd int) (net.Conn, error) {
-	return fileConn(fd)
 }

@@ -9,8 +9,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fileConn wraps a duplicate of fd in a net.Conn (which dups it once
-// more, for the runtime poller) and closes the first duplicate.
+// fileConn gives the handshake a net.Conn over the kernel's socket. It
+// wraps a duplicate of fd (which net.FileConn dups once more, for the
+// runtime poller) and closes the first duplicate, so that closing the
+// net.Conn leaves fd, which DONE names, open.
 func fileConn(fd int) (net.Conn, error) {
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {

@@ -19,11 +19,12 @@ func (KTLS) Install(fd int, tx, rx ktls.Keys, o ktls.Options) error {
 	return ktls.Install(fd, tx, rx, o)
 }
 
-// SystemKeyring is the kernel keyring. The daemon calls it on one OS
-// thread, the key thread, which also sends every ACCEPT: the kernel links
-// each consumer's keyring into that thread's process keyring, and Attach
-// links the policy's keyrings (and the request's KEYRING, on kernels that
-// send it) into its thread keyring. Keys found through them are
+// SystemKeyring is the kernel keyring. The daemon calls Share on the
+// accept thread, whose process keyring the kernel links each consumer's
+// keyring into at ACCEPT, and every other method on the key thread:
+// Attach links the accept thread's process keyring (once, for good), the
+// policy's keyrings and the request's KEYRING (on kernels that send it)
+// into the key thread's thread keyring. Keys found through them are
 // possessed, which reading NVMe PSKs requires (nvme-cli grants their
 // owner only "view").
 type SystemKeyring struct {

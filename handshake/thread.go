@@ -8,65 +8,56 @@ import (
 )
 
 // A thread runs functions one at a time on a single OS thread that it
-// never gives back: keyrings live in per-thread credentials, so the
-// thread that sends ACCEPT (and gets the consumer's keyring linked into
-// its process keyring) must be the one that reads the keys.
+// never gives back. Keyrings live in per-thread credentials, so the
+// daemon keeps two: the accept thread, whose process keyring the kernel
+// links each consumer's keyring into at ACCEPT, and the key thread, which
+// links that process keyring (and the keyrings a request needs) into its
+// own and makes every keyctl call.
 type thread struct {
-	fns    chan func()
-	urgent chan func() // run before anything queued in fns
+	fns chan func()
 }
 
 func startThread() *thread {
-	t := &thread{fns: make(chan func()), urgent: make(chan func())}
+	t := &thread{fns: make(chan func())}
 	go func() {
 		// Never unlocked: when the loop ends the OS thread exits, and
 		// the keyrings linked to it with it.
 		runtime.LockOSThread()
-		for {
-			select {
-			case f := <-t.urgent:
-				f()
-				continue
-			default:
-			}
-			select {
-			case f := <-t.urgent:
-				f()
-			case f, ok := <-t.fns:
-				if !ok {
-					return
-				}
-				f()
-			}
+		for f := range t.fns {
+			f()
 		}
 	}()
 	return t
 }
 
 // do runs f on the thread and waits for it; a panic in f is re-raised in
-// the caller, not on the thread.
-func (t *thread) do(f func()) { t.run(t.fns, f) }
-
-// doUrgent is do ahead of the queue: ACCEPT goes before key reads.
-func (t *thread) doUrgent(f func()) { t.run(t.urgent, f) }
-
-func (t *thread) run(c chan func(), f func()) {
+// the caller, not on the thread, which goes on serving.
+func (t *thread) do(f func()) {
 	var p any
 	done := make(chan struct{})
-	c <- func() {
+	t.fns <- func() {
 		defer close(done)
 		defer func() { p = recover() }()
 		f()
 	}
 	<-done
 	if p != nil {
-		panic(fmt.Sprint("on the key thread: ", p))
+		panic(fmt.Sprint("on a locked thread: ", p))
 	}
 }
 
 func (t *thread) stop() { close(t.fns) }
 
-// threadKeyring makes every Keyring call on the key thread.
+// keyThread is the part of Keyring a request uses, every call made on the
+// key thread (Share belongs to the accept thread alone).
+type keyThread interface {
+	Attach(rings []config.Keyring, requestRing int32) (attached []int32, detach func(), err error)
+	ReadPSK(serial int32) (identity string, key []byte, err error)
+	SearchPSK(rings []int32, identity string) (serial int32, key []byte, err error)
+	Read(serial int32) ([]byte, error)
+}
+
+// threadKeyring makes Keyring calls on the key thread.
 type threadKeyring struct {
 	t *thread
 	k Keyring
@@ -88,11 +79,6 @@ func (k *threadKeyring) ReadPSK(serial int32) (id string, key []byte, err error)
 
 func (k *threadKeyring) SearchPSK(rings []int32, identity string) (serial int32, key []byte, err error) {
 	k.t.do(func() { serial, key, err = k.k.SearchPSK(rings, identity) })
-	return
-}
-
-func (k *threadKeyring) Share() (serial int32, err error) {
-	k.t.do(func() { serial, err = k.k.Share() })
 	return
 }
 

@@ -21,104 +21,131 @@ import (
 // ktls-utils 1.3 does, a constant rather than a key per certificate).
 const peerAuthenticated int32 = -1 // 0xFFFFFFFF on the wire
 
-// x509Handshake runs an x509 handshake, or an UNAUTH one (a client that
-// verifies the server and presents nothing), through crypto/tls.
-func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, keys Keyring, req genl.Request, o *outcome, settings *config.Settings) (*tls13.Session, error) {
-	x := settings.X509
+// x509Credentials are what an x509 or UNAUTH handshake runs with.
+type x509Credentials struct {
+	trust  x509Trust
+	curves []tls.CurveID
+	own    *tls.Certificate // nil for an UNAUTH client
+}
+
+// x509Trust is what the peer's certificate is checked against.
+type x509Trust struct {
+	roots *x509.CertPool
+	crls  *certs.CRLSet
+	names *certs.NamePolicy
+}
+
+// loadTrust reads the policy's trust anchors, CRLs and name patterns.
+func loadTrust(x config.X509) (x509Trust, error) {
 	roots, err := certs.LoadRoots(x.TrustAnchors...)
 	if err != nil {
-		return nil, err
+		return x509Trust{}, err
 	}
 	crls, err := certs.LoadCRLs(x.CRLs...)
 	if err != nil {
-		return nil, err
+		return x509Trust{}, err
 	}
 	names, err := certs.ParseNamePolicy(x.AllowedNames.Strings()...)
 	if err != nil {
-		return nil, err
+		return x509Trust{}, err
 	}
+	return x509Trust{roots, crls, names}, nil
+}
 
-	curves, err := curvePreferences(settings.Groups)
+// x509Credentials is the credentials step of x509 and UNAUTH requests:
+// the trust to verify the peer with, the groups, and this side's
+// certificate (a server always presents one, a client in x509 mode).
+func (d *Daemon) x509Credentials(r *request) error {
+	x := r.settings.X509
+	trust, err := loadTrust(x)
 	if err != nil {
-		return nil, err
+		return err
 	}
-
-	var own *tls.Certificate
-	if req.Auth == genl.X509 || o.role == config.Server {
-		c, err := d.credential(keys, req, x)
+	curves, err := curvePreferences(r.settings.Groups)
+	if err != nil {
+		return err
+	}
+	c := &x509Credentials{trust: trust, curves: curves}
+	if r.Auth == genl.X509 || r.kind.role == config.Server {
+		own, err := d.credential(r.keys, r.Request, x)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		defer certs.CloseKey(c)
-		own = &c
+		r.cleanup = append(r.cleanup, func() { certs.CloseKey(own) })
+		c.own = &own
 	}
+	r.x509 = c
+	return nil
+}
 
-	if o.role == config.Client {
-		opts := certs.ClientOptions{
-			Certificate:          own,
-			Roots:                roots,
-			PeerName:             req.PeerName,
-			PeerAddr:             o.peer.Addr(),
-			CRLs:                 crls,
+// x509Handshake runs an x509 handshake, or an UNAUTH one (a client that
+// verifies the server and presents nothing), through crypto/tls.
+func (d *Daemon) x509Handshake(ctx context.Context, r *request, conn net.Conn) (result, error) {
+	x, c := r.settings.X509, r.x509
+	var s *tls13.Session
+	if r.kind.role == config.Client {
+		cfg, err := certs.ClientConfig(certs.ClientOptions{
+			Certificate:          c.own,
+			Roots:                c.trust.roots,
+			PeerName:             r.PeerName,
+			PeerAddr:             r.peer.Addr(),
+			CRLs:                 c.trust.crls,
 			RequireServerAuthEKU: x.RequireEKU,
-			AllowedNames:         names,
+			AllowedNames:         c.trust.names,
 			Time:                 d.Now,
 			SkipNameCheck:        !x.VerifyPeerName,
-		}
-		cfg, err := certs.ClientConfig(opts)
+		})
 		if err != nil {
-			return nil, err
+			return result{}, err
 		}
-		cfg.CurvePreferences = curves
-		s, err := stdtls.Client(ctx, conn, cfg)
+		cfg.CurvePreferences = c.curves
+		if s, err = stdtls.Client(ctx, conn, cfg); err != nil {
+			return result{}, err
+		}
+	} else {
+		cfg, err := certs.ServerConfig(certs.ServerOptions{
+			Certificates:         []tls.Certificate{*c.own},
+			ClientAuth:           clientAuth(x.ClientCertificate),
+			Roots:                c.trust.roots,
+			RequireClientAuthEKU: x.RequireEKU,
+			AllowedNames:         c.trust.names,
+			CRLs:                 c.trust.crls,
+			Time:                 d.Now,
+		})
 		if err != nil {
-			return nil, err
+			return result{}, err
 		}
-		if err := checkSuite(s, settings); err != nil {
-			return nil, err
+		cfg.CurvePreferences = c.curves
+		if s, err = stdtls.Server(ctx, conn, cfg); err != nil {
+			return result{}, err
 		}
-		o.identity = certSubject(s)
-		// The SunRPC client does not read a peer id; report none.
-		return s, nil
 	}
-
-	clientAuth := map[config.ClientCertMode]certs.ClientAuth{
-		config.ClientCertNone:     certs.ClientAuthNone,
-		config.ClientCertOptional: certs.ClientAuthOptional,
-		config.ClientCertRequired: certs.ClientAuthRequired,
-	}[x.ClientCertificate]
-	cfg, err := certs.ServerConfig(certs.ServerOptions{
-		Certificates:         []tls.Certificate{*own},
-		ClientAuth:           clientAuth,
-		Roots:                roots,
-		RequireClientAuthEKU: x.RequireEKU,
-		AllowedNames:         names,
-		CRLs:                 crls,
-		Time:                 d.Now,
-	})
-	if err != nil {
-		return nil, err
+	if err := checkSuite(s, r.settings); err != nil {
+		return result{}, err
 	}
-	cfg.CurvePreferences = curves
-	s, err := stdtls.Server(ctx, conn, cfg)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkSuite(s, settings); err != nil {
-		return nil, err
-	}
-	if len(s.PeerCertificates) > 0 {
+	res := result{session: s, identity: certSubject(s)}
+	if r.kind.role == config.Server && len(s.PeerCertificates) > 0 {
 		// A certificate that did not verify fails the handshake; one that
-		// is here verified: mutual TLS.
-		o.remoteAuth = []int32{peerAuthenticated}
-		o.identity = certSubject(s)
+		// is here verified: mutual TLS. The SunRPC client reads no peer
+		// id: a client reports none.
+		res.remoteAuth = []int32{peerAuthenticated}
 	}
-	return s, nil
+	return res, nil
+}
+
+func clientAuth(m config.ClientCertMode) certs.ClientAuth {
+	switch m {
+	case config.ClientCertNone:
+		return certs.ClientAuthNone
+	case config.ClientCertRequired:
+		return certs.ClientAuthRequired
+	}
+	return certs.ClientAuthOptional
 }
 
 // credential is this side's certificate: the one the kernel names by key
 // serials (DER payloads), else the policy's files. None at all is ENOKEY.
-func (d *Daemon) credential(keys Keyring, req genl.Request, x config.X509) (tls.Certificate, error) {
+func (d *Daemon) credential(keys keyThread, req genl.Request, x config.X509) (tls.Certificate, error) {
 	for _, pair := range req.Certificates {
 		if pair.Cert == 0 || pair.PrivKey == 0 {
 			continue

@@ -128,7 +128,7 @@ func (c *Conn) updateLocked(req byte) error {
 		return fmt.Errorf("rekey: sending KeyUpdate: %w", err)
 	}
 	next := tls13.NextTrafficSecret(c.suite, c.tx)
-	if err := c.sock.SetTX(keys(c.suite, next)); err != nil {
+	if err := c.sock.SetTX(Keys(c.suite, tls13.TrafficSecret{Secret: next})); err != nil {
 		clear(next)
 		// The peer will read with the next key from now on: the
 		// connection cannot go on.
@@ -139,12 +139,6 @@ func (c *Conn) updateLocked(req byte) error {
 	c.tx = next
 	c.txCount++
 	return nil
-}
-
-// keys derives what kTLS takes from a traffic secret, at sequence 0.
-func keys(suite tls13.CipherSuite, secret []byte) ktls.Keys {
-	key, iv := tls13.TrafficKey(suite, secret)
-	return ktls.Keys{Suite: uint16(suite), Key: key, IV: iv}
 }
 
 func wrapSetErr(what string, err error) error {
@@ -234,7 +228,7 @@ func (c *Conn) handshakeMessages(b []byte) error {
 				return errors.New("rekey: data after KeyUpdate in one record")
 			}
 			next := tls13.NextTrafficSecret(c.suite, c.rx)
-			if err := c.sock.SetRX(keys(c.suite, next)); err != nil {
+			if err := c.sock.SetRX(Keys(c.suite, tls13.TrafficSecret{Secret: next})); err != nil {
 				clear(next)
 				return wrapSetErr("TLS_RX", err)
 			}

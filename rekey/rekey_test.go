@@ -130,11 +130,7 @@ func install(t testing.TB, s Socket, sess *tls13.Session) {
 	}
 }
 
-func keysAt(suite tls13.CipherSuite, ts tls13.TrafficSecret) ktls.Keys {
-	k := keys(suite, ts.Secret)
-	k.Seq = ts.Seq
-	return k
-}
+func keysAt(suite tls13.CipherSuite, ts tls13.TrafficSecret) ktls.Keys { return Keys(suite, ts) }
 
 // exerciseRekey sends data both ways between a and b with KeyUpdates in
 // between, requested and not, and checks every byte and the counts.

@@ -23,7 +23,7 @@ func toKernel(raw net.Conn, s *tls13.Session) (*kernelConn, error) {
 		return nil, err
 	}
 	fd := int(f.Fd())
-	tx, rx := sessionKeys(s, s.TX), sessionKeys(s, s.RX)
+	tx, rx := rekey.SessionKeys(s)
 	defer clear(tx.Key)
 	defer clear(rx.Key)
 	if err := ktls.Install(fd, tx, rx, ktls.Options{}); err != nil {
@@ -31,11 +31,6 @@ func toKernel(raw net.Conn, s *tls13.Session) (*kernelConn, error) {
 		return nil, err
 	}
 	return &kernelConn{Conn: rekey.New(rekey.KTLS{FD: fd}, s), f: f}, nil
-}
-
-func sessionKeys(s *tls13.Session, ts tls13.TrafficSecret) ktls.Keys {
-	key, iv := tls13.TrafficKey(s.Suite, ts.Secret)
-	return ktls.Keys{Suite: uint16(s.Suite), Key: key, IV: iv, Seq: ts.Seq}
 }
 
 // kernelConn is a kTLS connection; CloseWrite sends close_notify.
