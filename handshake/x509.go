@@ -25,18 +25,18 @@ const peerAuthenticated int32 = -1 // 0xFFFFFFFF on the wire
 // verifies the server and presents nothing), through crypto/tls.
 func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, keys Keyring, req genl.Request, o *outcome, settings *config.Settings) (*tls13.Session, error) {
 	x := settings.X509
-	roots, err := certs.LoadRoots(x.TrustAnchors...)
+	// Trust anchors, CRLs, name patterns and the policy's own
+	// certificate were loaded with the policy (one generation per
+	// reload); nothing is read from disk here.
+	compiled := settings.Credentials()
+	if compiled == nil {
+		return nil, fmt.Errorf("%w: the policy's x509 files are not loaded (config.Parse)", errPolicy)
+	}
+	roots, err := compiled.Roots()
 	if err != nil {
 		return nil, err
 	}
-	crls, err := certs.LoadCRLs(x.CRLs...)
-	if err != nil {
-		return nil, err
-	}
-	names, err := certs.ParseNamePolicy(x.AllowedNames.Strings()...)
-	if err != nil {
-		return nil, err
-	}
+	crls, names := compiled.CRLs(), compiled.Names()
 
 	curves, err := curvePreferences(settings.Groups)
 	if err != nil {
@@ -45,7 +45,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, keys Keyring,
 
 	var own *tls.Certificate
 	if req.Auth == genl.X509 || o.role == config.Server {
-		c, err := d.credential(keys, req, x)
+		c, err := d.credential(keys, req, compiled)
 		if err != nil {
 			return nil, err
 		}
@@ -117,8 +117,9 @@ func (d *Daemon) x509Handshake(ctx context.Context, conn net.Conn, keys Keyring,
 }
 
 // credential is this side's certificate: the one the kernel names by key
-// serials (DER payloads), else the policy's files. None at all is ENOKEY.
-func (d *Daemon) credential(keys Keyring, req genl.Request, x config.X509) (tls.Certificate, error) {
+// serials (DER payloads), else the policy's, loaded with the policy (a
+// TPM key is opened here, per handshake). None at all is ENOKEY.
+func (d *Daemon) credential(keys Keyring, req genl.Request, compiled *certs.Compiled) (tls.Certificate, error) {
 	for _, pair := range req.Certificates {
 		if pair.Cert == 0 || pair.PrivKey == 0 {
 			continue
@@ -134,14 +135,15 @@ func (d *Daemon) credential(keys Keyring, req genl.Request, x config.X509) (tls.
 		defer clear(key)
 		return certs.FromDER(cert, key)
 	}
-	if x.Certificate == "" {
+	cred := compiled.Credential()
+	if cred == nil {
 		return tls.Certificate{}, fmt.Errorf("%w: no certificate in the request or the policy", errNoKey)
 	}
 	var opener certs.KeyOpener
 	if d.OpenTPMKey != nil {
 		opener = d.OpenTPMKey
 	}
-	c, err := certs.LoadFiles(x.Certificate, x.PrivateKey, opener)
+	c, err := cred.Certificate(opener)
 	if errors.Is(err, certs.ErrNoKeyOpener) {
 		return c, fmt.Errorf("%w: %w", errNoKey, err)
 	}
