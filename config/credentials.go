@@ -30,6 +30,19 @@ func Load(path string) (*Policy, error) { return Options{}.Load(path) }
 
 // Load is Load with options.
 func (o Options) Load(path string) (*Policy, error) {
+	p, err := ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.loadFiles(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ReadFile reads and parses a policy file as Load does, converting a
+// tlshd.conf, but reads none of the files it names (see Parse).
+func ReadFile(path string) (*Policy, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -39,25 +52,21 @@ func (o Options) Load(path string) (*Policy, error) {
 		base = filepath.Dir(abs)
 	}
 	p, err := parse(data, path, base)
-	if err != nil {
-		if !looksLikeTlshdConf(path, data) {
-			return nil, err
-		}
-		// tlshd's format: its importer's verdict is the one that counts.
-		converted, warnings, ierr := Import(bytes.NewReader(data), path)
-		if ierr != nil {
-			return nil, ierr
-		}
-		if p, err = parse(converted, path+" (converted from tlshd format)", base); err != nil {
-			return nil, err
-		}
-		p.converted, p.importWarnings = true, warnings
-		// Lines of the converted text mean nothing to the operator.
-		p.lines = nil
+	if err == nil {
+		return p, nil
 	}
-	if err := o.loadFiles(p); err != nil {
+	if !looksLikeTlshdConf(path, data) {
 		return nil, err
 	}
+	// tlshd's format: its importer's verdict is the one that counts.
+	converted, warnings, err := Import(bytes.NewReader(data), path)
+	if err != nil {
+		return nil, err
+	}
+	if p, err = parse(converted, path+" (converted from tlshd format)", base); err != nil {
+		return nil, err
+	}
+	p.converted, p.importWarnings = true, warnings
 	return p, nil
 }
 
@@ -157,7 +166,18 @@ func (p *Policy) Files() []FileRef {
 // is not set or unknown.
 func (p *Policy) LineOf(key string) int { return p.lineOf(key) }
 
+// IsSet reports whether the policy file sets a key ("global.keyrings")
+// rather than leaving it to the defaults.
+func (p *Policy) IsSet(key string) bool {
+	_, ok := p.lines[key]
+	return ok
+}
+
 func (p *Policy) lineOf(at string) int {
+	if p.converted {
+		// Lines of the converted text mean nothing to the operator.
+		return 0
+	}
 	for ; at != ""; at = parentKey(at) {
 		if n, ok := p.lines[at]; ok {
 			return n
@@ -179,8 +199,10 @@ func (p *Policy) tables() []table {
 	return t
 }
 
-// settings returns every Settings value of the policy.
-func (p *Policy) settings() []*Settings {
+// AllSettings returns every Settings value of the policy: the [client]
+// and [server] defaults, then each rule's, in file order. They are shared
+// and must not be modified.
+func (p *Policy) AllSettings() []*Settings {
 	s := []*Settings{p.client, p.server}
 	for _, r := range p.peers {
 		if r.client != nil {
@@ -252,7 +274,7 @@ func (o Options) loadFiles(p *Policy) error {
 		}
 	}
 	if len(errs) == 0 {
-		for _, s := range p.settings() {
+		for _, s := range p.AllSettings() {
 			c, err := l.Load(filesOf(&s.X509))
 			if err != nil {
 				errs = append(errs, &Error{File: p.file, Key: s.Role.String(), Msg: err.Error()})
