@@ -162,3 +162,40 @@ func TestParseReadsNoFiles(t *testing.T) {
 		t.Errorf("Files() = %+v", files)
 	}
 }
+
+// TestHolderReloadFiles: a reload reads the files again (a rotated
+// certificate is picked up), a broken file refuses the reload, and the
+// generation a handshake holds never changes.
+func TestHolderReloadFiles(t *testing.T) {
+	dir := t.TempDir()
+	writeCredential(t, dir, "s.pem", "s.key")
+	f := filepath.Join(dir, "config.toml")
+	writeFile(t, f, "[server.x509]\ncertificate = \"s.pem\"\nprivate_key = \"s.key\"\n")
+	p1, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHolder(p1)
+	leaf1 := h.Load().Defaults(Server).Credentials().Credential().Chain()[0]
+
+	writeCredential(t, dir, "s.pem", "s.key")
+	if err := h.Reload(f); err != nil {
+		t.Fatal(err)
+	}
+	leaf2 := h.Load().Defaults(Server).Credentials().Credential().Chain()[0]
+	if leaf2.Equal(leaf1) {
+		t.Error("the reload kept the old certificate")
+	}
+	if !p1.Defaults(Server).Credentials().Credential().Chain()[0].Equal(leaf1) {
+		t.Error("the old generation changed")
+	}
+
+	writeFile(t, filepath.Join(dir, "s.key"), "garbage")
+	err = h.Reload(f)
+	if err == nil || !strings.Contains(err.Error(), "config.toml:3: server.x509.private_key") {
+		t.Errorf("reload with a broken key: %v", err)
+	}
+	if !h.Load().Defaults(Server).Credentials().Credential().Chain()[0].Equal(leaf2) {
+		t.Error("a broken reload replaced the policy")
+	}
+}

@@ -396,3 +396,17 @@ func TestIsJournalStream(t *testing.T) {
 		t.Errorf("logged %q", data)
 	}
 }
+
+func FuzzParseUnit(f *testing.F) {
+	f.Add(systemd.Unit)
+	f.Add(systemd.TPMDropIn)
+	f.Add("[Service]\nInaccessiblePaths=-/a +/b\nBindPaths=/x:/y:rbind\nLimitNOFILE=1:2\nProtectHome=tmpfs\nPrivateTmp=disconnected\nX=\\\n")
+	f.Fuzz(func(t *testing.T, text string) {
+		sb, err := parseUnit("fuzz", text)
+		if err != nil {
+			return
+		}
+		sb.hides("/etc/tlshd-go/k.pem")
+		sb.hides("/home/x")
+	})
+}
