@@ -59,13 +59,15 @@ func ReadFile(path string) (*Policy, error) {
 		return nil, err
 	}
 	// tlshd's format: its importer's verdict is the one that counts.
-	converted, warnings, err := Import(bytes.NewReader(data), path)
+	converted, warnings, lines, err := importLines(bytes.NewReader(data), path)
 	if err != nil {
 		return nil, err
 	}
 	if p, err = parse(converted, path+" (converted from tlshd format)", base); err != nil {
 		return nil, err
 	}
+	// Problems point at the lines of tlshd.conf the values came from.
+	p.file, p.lines = path, lines
 	p.converted, p.importWarnings = true, warnings
 	return p, nil
 }
@@ -102,6 +104,8 @@ func looksLikeTlshdConf(path string, data []byte) bool {
 }
 
 // Converted reports whether the policy was converted from tlshd's format.
+// Its File is then the tlshd.conf, and LineOf and Files give the lines
+// of tlshd.conf that each value was converted from.
 func (p *Policy) Converted() bool { return p.converted }
 
 // ImportWarnings are the importer's warnings for a converted policy.
@@ -174,10 +178,6 @@ func (p *Policy) IsSet(key string) bool {
 }
 
 func (p *Policy) lineOf(at string) int {
-	if p.converted {
-		// Lines of the converted text mean nothing to the operator.
-		return 0
-	}
 	for ; at != ""; at = parentKey(at) {
 		if n, ok := p.lines[at]; ok {
 			return n

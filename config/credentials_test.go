@@ -145,7 +145,7 @@ func TestLoadTlshdConf(t *testing.T) {
 	missing := filepath.Join(dir, "tlshd2", "tlshd.conf")
 	os.Mkdir(filepath.Dir(missing), 0o700)
 	writeFile(t, missing, "[authenticate.server]\nx509.certificate=/nonexistent/s.pem\nx509.private_key=/nonexistent/s.key\n")
-	if _, err := Load(missing); err == nil || !strings.Contains(err.Error(), "server.x509.certificate") {
+	if _, err := Load(missing); err == nil || !strings.Contains(err.Error(), "tlshd.conf:2: server.x509.certificate") {
 		t.Errorf("tlshd.conf naming missing files: %v", err)
 	}
 }
