@@ -1,12 +1,19 @@
 package handshake
 
 import (
+	"bytes"
+	"crypto"
+	"encoding/pem"
 	"errors"
+	"fmt"
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tlshd-go/tlshd-go/handshake/certs"
+	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/genl/fakekernel"
 )
@@ -105,5 +112,52 @@ allowed_names = ["client.example.com"]`))
 		if rc.Status != 0 || rs.Status != 0 {
 			b.Fatalf("client %+v server %+v", rc, rs)
 		}
+	}
+}
+
+// closingSigner stands in for a TPM key: a software key that counts
+// closes.
+type closingSigner struct {
+	crypto.Signer
+	closes *atomic.Int32
+}
+
+func (s closingSigner) Close() error { s.closes.Add(1); return nil }
+
+// TestX509TPMKeyOpenedPerHandshake: a TPM key is kept as its PEM from the
+// policy's load and opened (loaded into the TPM) for each handshake, then
+// closed (flushed); its file is not read again.
+func TestX509TPMKeyOpenedPerHandshake(t *testing.T) {
+	p := newPKI(t)
+	blob := pem.EncodeToMemory(&pem.Block{Type: certs.TSS2PEMType, Bytes: []byte{0x30, 0}})
+	tpmKey := certstest.WriteFile(t, p.dir, "server.tpm", blob)
+	opens := watchOpens(t, p.dir)
+	td := newTestDaemon(t, "")
+	td.policy.Store(mustPolicy(t, fmt.Sprintf("[client.x509]\ntrust_anchors = [%q]\n[server.x509]\ncertificate = %q\nprivate_key = %q\n",
+		p.caFile, p.srvCert, tpmKey)))
+	var opened, closed atomic.Int32
+	td.OpenTPMKey = func(pemBytes []byte) (crypto.Signer, error) {
+		if !bytes.Equal(pemBytes, blob) {
+			return nil, fmt.Errorf("opener got %q", pemBytes)
+		}
+		opened.Add(1)
+		return closingSigner{Signer: p.server.Key, closes: &closed}, nil
+	}
+	opens.take(t)
+	td.start()
+	unauth := fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth, PeerName: "nfs.example.com"}
+	server := fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.X509}
+	for range 2 {
+		rc, rs, _, _ := x509Pair(t, td, unauth, server)
+		if rc.Status != 0 || rs.Status != 0 {
+			t.Fatalf("client %+v server %+v\n%s", rc, rs, td.logs)
+		}
+	}
+	td.stop(t)
+	if opened.Load() != 2 || closed.Load() != 2 {
+		t.Errorf("TPM key opened %d and closed %d times for 2 handshakes", opened.Load(), closed.Load())
+	}
+	if got := opens.take(t); len(got) != 0 {
+		t.Errorf("handshakes opened policy files: %v", got)
 	}
 }
