@@ -322,3 +322,45 @@ func currentNOFILE() uint64 {
 	}
 	return r.Cur
 }
+
+// summary writes, as TOML comments, what loading the policy read: each
+// file and what it held.
+func (c *checker) summary(w io.Writer, p *config.Policy) {
+	var lines []string
+	seen := map[string]bool{}
+	for _, s := range p.AllSettings() {
+		comp := s.Credentials()
+		if comp == nil {
+			continue
+		}
+		add := func(key, line string) {
+			if !seen[line] {
+				seen[line] = true
+				lines = append(lines, fmt.Sprintf("#   %s: %s", key, line))
+			}
+		}
+		if a := comp.Anchors(); len(a) > 0 {
+			add("trust_anchors", fmt.Sprintf("%s: %d certificates", strings.Join(s.X509.TrustAnchors, ", "), len(a)))
+		}
+		if l := comp.CRLs().Lists(); len(l) > 0 {
+			add("crl", fmt.Sprintf("%s: %d lists", strings.Join(s.X509.CRLs, ", "), len(l)))
+		}
+		if cr := comp.Credential(); cr != nil {
+			leaf := cr.Chain()[0]
+			key := "key in the file"
+			if cr.IsTPM() {
+				key = "TPM key"
+			}
+			add("certificate", fmt.Sprintf("%s: %q, %d in the chain, expires %s; %s %s", cr.CertFile, leaf.Subject.String(),
+				len(cr.Chain()), leaf.NotAfter.UTC().Format(time.DateOnly), key, cr.KeyFile))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "# Loaded with the policy (read once; reload to pick up changes):")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
+}

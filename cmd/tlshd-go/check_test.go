@@ -92,6 +92,9 @@ func TestCheckGoodPolicy(t *testing.T) {
 	if _, err := config.Parse([]byte(out.String()), "effective"); err != nil || !strings.Contains(out.String(), "[global]") {
 		t.Errorf("effective policy does not parse: %v\n%s", err, out.String())
 	}
+	// What was loaded, as comments.
+	wantFindings(t, out.String(), "#   certificate: "+p.cert+": \"CN=localhost,O=tlshd-go test\", 1 in the chain",
+		"#   trust_anchors: "+p.caFile+": 1 certificates", "#   crl: "+p.crl+": 1 lists")
 }
 
 // TestCheckReportsEverything: every problem of a file at once, each with

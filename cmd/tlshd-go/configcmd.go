@@ -92,6 +92,7 @@ func (c *checker) run(path string, quiet, strict bool, stdout, stderr io.Writer)
 		return 1
 	}
 	if !quiet {
+		c.summary(stdout, p)
 		if err := p.WriteEffective(stdout); err != nil {
 			fmt.Fprintln(stderr, "error:", err)
 			return 1

@@ -14,7 +14,8 @@ import (
 // sandbox is what the service unit's [Service] section lets the daemon
 // see, parsed from the unit and its drop-ins rather than assumed, so
 // that `check` can tell an operator that a file the policy names is out
-// of the daemon's sight.
+// of the daemon's sight. ProtectSystem= and ReadOnlyPaths= only make
+// paths read-only, which a daemon that reads its files does not mind.
 type sandbox struct {
 	source         string // the unit files read, for messages
 	protectHome    string // "no", "yes", "read-only", "tmpfs"
