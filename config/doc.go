@@ -16,6 +16,13 @@
 //
 // Peer indices in key names count from 0 in file order.
 //
+// Load (and Compile) also read every file the policy names, once per
+// policy generation: trust anchors, CRLs, certificates and keys are
+// parsed and name patterns compiled there, never per handshake
+// (Settings.Credentials), and a missing or broken file fails the load with
+// the line of the key that names it. Parse reads no files. A file in
+// tlshd's format (tlshd.conf) is converted by Load with Import.
+//
 // A *Policy never changes after Parse returns and is safe for concurrent
 // use. Resolve does no allocation: the merged settings of every rule are
 // computed once, at load time, so a server can resolve before the

@@ -37,18 +37,27 @@ import (
 // against PEERNAME), so nothing else is written. The result always loads
 // with Parse. An error means the input is not a key file GLib would load.
 func Import(r io.Reader, name string) (toml []byte, warnings []string, err error) {
+	toml, warnings, _, err = importLines(r, name)
+	return toml, warnings, err
+}
+
+// importLines is Import, and also returns the line of the input that each
+// key of the output comes from ("client.x509.certificate" → 17), so that
+// problems with the converted policy point into the file the operator
+// wrote.
+func importLines(r io.Reader, name string) (toml []byte, warnings []string, lines map[string]int, err error) {
 	kf, err := parseKeyFile(r, name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	c := &converter{name: name}
+	c := &converter{name: name, lines: make(map[string]int)}
 	c.convert(kf)
 	out := c.render()
 	if _, err := Parse(out, name); err != nil {
 		// Not expected: the converter writes only values it validated.
-		return nil, c.warnings, fmt.Errorf("config: import %s: converted policy does not load: %w", name, err)
+		return nil, c.warnings, nil, fmt.Errorf("config: import %s: converted policy does not load: %w", name, err)
 	}
-	return out, c.warnings, nil
+	return out, c.warnings, c.lines, nil
 }
 
 // keyFile is a parsed GLib key file. Later duplicates of a key replace
@@ -172,6 +181,7 @@ func splitList(s string) []string {
 type x509Import struct {
 	trust, cert, key, crl string
 	certLine, keyLine     int
+	trustLine, crlLine    int
 }
 
 type converter struct {
@@ -179,6 +189,7 @@ type converter struct {
 	warnings []string
 	wlines   []int // line of each warning, for sorting
 
+	lines     map[string]int // output key → input line
 	logLevel  string
 	keyrings  []string // extra keyrings (names or serials), in order
 	haveRings bool
@@ -226,6 +237,7 @@ func (c *converter) convert(kf *keyFile) {
 				continue
 			}
 			c.haveRings = true
+			c.lines["global.keyrings"] = e.line
 			for _, raw := range splitList(e.value) {
 				k, ok := unescape(raw, true)
 				switch {
@@ -272,6 +284,12 @@ func (c *converter) convert(kf *keyFile) {
 			c.warnAt(line, "authenticate."+role, key, "not converted: no usable %s (tlshd cannot use it either)", other)
 			x.cert, x.key = "", ""
 		}
+		for k, line := range map[string]int{"trust_anchors": x.trustLine, "certificate": x.certLine,
+			"private_key": x.keyLine, "crl": x.crlLine} {
+			if line > 0 {
+				c.lines[role+".x509."+k] = line
+			}
+		}
 	}
 	c.sortWarnings()
 }
@@ -279,6 +297,7 @@ func (c *converter) convert(kf *keyFile) {
 func (c *converter) debug(e *kfEntry) {
 	switch e.key {
 	case "loglevel":
+		c.lines["global.log_level"] = e.line
 		n, err := strconv.ParseInt(e.value, 10, 32)
 		if err != nil {
 			c.warn(e, "not an integer; tlshd reads it as 0")
@@ -331,13 +350,13 @@ func (c *converter) x509Key(e *kfEntry, x *x509Import) {
 	}
 	switch e.key {
 	case "x509.truststore":
-		x.trust = v
+		x.trust, x.trustLine = v, e.line
 	case "x509.certificate":
 		x.cert, x.certLine = v, e.line
 	case "x509.private_key":
 		x.key, x.keyLine = v, e.line
 	case "x509.crl":
-		x.crl = v
+		x.crl, x.crlLine = v, e.line
 	}
 }
 

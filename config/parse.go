@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -26,8 +25,13 @@ type Error struct {
 	Key  string // e.g. "peer[1].groups"; "" for syntax errors
 	Msg  string
 
-	at string // key path used to find Line, e.g. "peer[1].groups[2]"
+	at    string // key path used to find Line, e.g. "peer[1].groups[2]"
+	cause error  // what failed, for a file that did not load
 }
+
+// Unwrap returns the cause of a file's failure to load (an *os.PathError,
+// certs.ErrKeyMismatch, ...), nil for errors in the policy text.
+func (e *Error) Unwrap() error { return e.cause }
 
 // Error formats e as "file:line: key: message".
 func (e *Error) Error() string {
@@ -53,22 +57,10 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Load reads and parses a policy file. Relative paths in the file are
-// resolved against the file's directory.
-func Load(path string) (*Policy, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	base := filepath.Dir(path)
-	if abs, err := filepath.Abs(path); err == nil {
-		base = filepath.Dir(abs)
-	}
-	return parse(data, path, base)
-}
-
 // Parse parses a policy; name is used in error messages, and relative
-// paths in the policy are resolved against its directory. The error, if
+// paths in the policy are resolved against its directory. It reads none
+// of the files the policy names, so its settings have no Credentials:
+// Load and Compile are what a daemon serves with. The error, if
 // any, is an *Error or an errors.Join of several, ordered by line.
 func Parse(data []byte, name string) (*Policy, error) {
 	return parse(data, name, filepath.Dir(name))
@@ -86,6 +78,7 @@ func parse(data []byte, name, base string) (*Policy, error) {
 	d := &decoder{file: name, base: base}
 	p := d.policy(raw)
 	if len(d.errs) == 0 {
+		p.lines = locate(data)
 		return p, nil
 	}
 	return nil, d.finish(data)

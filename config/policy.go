@@ -1,15 +1,13 @@
 package config
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"time"
 
+	"github.com/tlshd-go/tlshd-go/handshake/certs"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
 )
@@ -159,7 +157,8 @@ type Settings struct {
 	Timeout time.Duration
 	X509    X509
 
-	fallback time.Duration // Global.HandshakeTimeout
+	fallback time.Duration   // Global.HandshakeTimeout
+	creds    *certs.Compiled // X509's files, loaded; nil from Parse
 }
 
 // X509 are the certificate settings. Relative paths in the policy file
@@ -229,6 +228,10 @@ type Policy struct {
 	needsID  bool
 	specs    [2]*settingsSpec // [client], [server] as written
 	rejected *Settings        // for requests with an invalid role
+
+	lines          map[string]int // key path → line, when loaded from a file
+	converted      bool           // from tlshd's format
+	importWarnings []string
 }
 
 // A peer is one compiled [[peer]] rule.
@@ -327,7 +330,11 @@ func defaultGlobal() Global {
 // Default returns the policy used without a configuration file: the
 // built-in defaults and no [[peer]] rules.
 func Default() *Policy {
-	return build("", defaultGlobal(), &settingsSpec{}, &settingsSpec{}, nil)
+	p := build("", defaultGlobal(), &settingsSpec{}, &settingsSpec{}, nil)
+	if err := (Options{}).loadFiles(p); err != nil {
+		panic("config: the defaults name no files, yet loading them failed: " + err.Error())
+	}
+	return p
 }
 
 // build assembles a Policy from decoded parts.
@@ -432,49 +439,4 @@ func (sp *settingsSpec) apply(s *Settings) {
 	if x.verifyPeerName != nil {
 		s.X509.VerifyPeerName = *x.verifyPeerName
 	}
-}
-
-// CheckFiles opens every certificate, key, trust-anchor and CRL file the
-// policy names and reports those that cannot be read, each prefixed with
-// its key ("peer[2].x509.certificate: open /etc/...: no such file or
-// directory"). Policies load without their files existing, since files
-// are read at each handshake; `tlshd-go check` uses this to warn early.
-func (p *Policy) CheckFiles() error {
-	var errs []error
-	check := func(key, path string) {
-		if path == "" {
-			return
-		}
-		f, err := os.Open(path)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", key, err))
-			return
-		}
-		f.Close()
-	}
-	checkSpec := func(table string, sp *settingsSpec) {
-		x := &sp.x509
-		if x.trustAnchors != nil {
-			for _, f := range *x.trustAnchors {
-				check(table+".x509.trust_anchors", f)
-			}
-		}
-		if x.certificate != nil {
-			check(table+".x509.certificate", *x.certificate)
-		}
-		if x.privateKey != nil {
-			check(table+".x509.private_key", *x.privateKey)
-		}
-		if x.crls != nil {
-			for _, f := range *x.crls {
-				check(table+".x509.crl", f)
-			}
-		}
-	}
-	checkSpec("client", p.specs[0])
-	checkSpec("server", p.specs[1])
-	for i, r := range p.peers {
-		checkSpec(indexKey("peer", i), r.spec)
-	}
-	return errors.Join(errs...)
 }

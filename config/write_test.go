@@ -51,7 +51,7 @@ func TestWriteEffectiveRoundTrip(t *testing.T) {
 	t.Run("default", func(t *testing.T) { roundTrip(t, Default(), probes) })
 	t.Run("resolve policy", func(t *testing.T) { roundTrip(t, mustParse(t, resolvePolicy), probes) })
 	t.Run("example", func(t *testing.T) {
-		p, err := Load("example.toml")
+		p, err := parseExample(t)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -192,7 +192,7 @@ type testDaemon struct {
 
 func mustPolicy(t testing.TB, toml string) *config.Policy {
 	t.Helper()
-	p, err := config.Parse([]byte(toml), "test.toml")
+	p, err := config.Compile([]byte(toml), "test.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,29 +35,26 @@ type x509Trust struct {
 	names *certs.NamePolicy
 }
 
-// loadTrust reads the policy's trust anchors, CRLs and name patterns.
-func loadTrust(x config.X509) (x509Trust, error) {
-	roots, err := certs.LoadRoots(x.TrustAnchors...)
+// loadTrust takes the trust anchors, CRLs and name patterns that were
+// loaded with the policy (one generation per reload): nothing is read
+// from disk per handshake.
+func loadTrust(compiled *certs.Compiled) (x509Trust, error) {
+	roots, err := compiled.Roots()
 	if err != nil {
 		return x509Trust{}, err
 	}
-	crls, err := certs.LoadCRLs(x.CRLs...)
-	if err != nil {
-		return x509Trust{}, err
-	}
-	names, err := certs.ParseNamePolicy(x.AllowedNames.Strings()...)
-	if err != nil {
-		return x509Trust{}, err
-	}
-	return x509Trust{roots, crls, names}, nil
+	return x509Trust{roots, compiled.CRLs(), compiled.Names()}, nil
 }
 
 // x509Credentials is the credentials step of x509 and UNAUTH requests:
 // the trust to verify the peer with, the groups, and this side's
 // certificate (a server always presents one, a client in x509 mode).
 func (d *Daemon) x509Credentials(r *request) error {
-	x := r.settings.X509
-	trust, err := loadTrust(x)
+	compiled := r.settings.Credentials()
+	if compiled == nil {
+		return fmt.Errorf("%w: the policy's x509 files are not loaded (config.Parse)", errPolicy)
+	}
+	trust, err := loadTrust(compiled)
 	if err != nil {
 		return err
 	}
@@ -67,7 +64,7 @@ func (d *Daemon) x509Credentials(r *request) error {
 	}
 	c := &x509Credentials{trust: trust, curves: curves}
 	if r.Auth == genl.X509 || r.kind.role == config.Server {
-		own, err := d.credential(r.keys, r.Request, x)
+		own, err := d.credential(r.keys, r.Request, compiled)
 		if err != nil {
 			return err
 		}
@@ -144,8 +141,9 @@ func clientAuth(m config.ClientCertMode) certs.ClientAuth {
 }
 
 // credential is this side's certificate: the one the kernel names by key
-// serials (DER payloads), else the policy's files. None at all is ENOKEY.
-func (d *Daemon) credential(keys keyThread, req genl.Request, x config.X509) (tls.Certificate, error) {
+// serials (DER payloads), else the policy's, loaded with the policy (a
+// TPM key is opened here, per handshake). None at all is ENOKEY.
+func (d *Daemon) credential(keys keyThread, req genl.Request, compiled *certs.Compiled) (tls.Certificate, error) {
 	for _, pair := range req.Certificates {
 		if pair.Cert == 0 || pair.PrivKey == 0 {
 			continue
@@ -161,14 +159,15 @@ func (d *Daemon) credential(keys keyThread, req genl.Request, x config.X509) (tl
 		defer clear(key)
 		return certs.FromDER(cert, key)
 	}
-	if x.Certificate == "" {
+	cred := compiled.Credential()
+	if cred == nil {
 		return tls.Certificate{}, fmt.Errorf("%w: no certificate in the request or the policy", errNoKey)
 	}
 	var opener certs.KeyOpener
 	if d.OpenTPMKey != nil {
 		opener = d.OpenTPMKey
 	}
-	c, err := certs.LoadFiles(x.Certificate, x.PrivateKey, opener)
+	c, err := cred.Certificate(opener)
 	if errors.Is(err, certs.ErrNoKeyOpener) {
 		return c, fmt.Errorf("%w: %w", errNoKey, err)
 	}

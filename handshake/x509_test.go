@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/tlshd-go/tlshd-go/config"
 	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/genl/fakekernel"
@@ -28,7 +29,7 @@ type pki struct {
 	crl                      string
 }
 
-func newPKI(t *testing.T) *pki {
+func newPKI(t testing.TB) *pki {
 	t.Helper()
 	dir := t.TempDir()
 	p := &pki{dir: dir, ca: certstest.NewCA(t, certstest.ECDSAP256, "test CA")}
@@ -76,7 +77,7 @@ crl = [%q]
 
 // x509Pair hands both ends of one connection to the daemon: the NFS
 // client and server in one host.
-func x509Pair(t *testing.T, td *testDaemon, client, server fakekernel.Params) (fakekernel.Result, fakekernel.Result, int, int) {
+func x509Pair(t testing.TB, td *testDaemon, client, server fakekernel.Params) (fakekernel.Result, fakekernel.Result, int, int) {
 	t.Helper()
 	cli, srv := consumerPair(t)
 	pc := td.fk.Submit(int(cli.Fd()), client)
@@ -187,14 +188,13 @@ func TestX509(t *testing.T) {
 		}
 	})
 	t.Run("unreadable certificate file", func(t *testing.T) {
+		// Refused when the policy loads (a reload keeps the old one),
+		// not at the handshake.
 		os.WriteFile(filepath.Join(p.dir, "broken.pem"), []byte("not PEM"), 0o600)
-		td := newTestDaemon(t, fmt.Sprintf("[server.x509]\ncertificate = %q\nprivate_key = %q\n",
-			filepath.Join(p.dir, "broken.pem"), p.srvKey))
-		td.start()
-		consumer, _ := socketPair(t)
-		r := wait(t, td.fk.Submit(int(consumer.Fd()), server))
-		if r.Status != syscall.EIO {
-			t.Errorf("status %v, want EIO", r.Status)
+		_, err := config.Compile([]byte(fmt.Sprintf("[server.x509]\ncertificate = %q\nprivate_key = %q\n",
+			filepath.Join(p.dir, "broken.pem"), p.srvKey)), "test.toml")
+		if err == nil || !strings.Contains(err.Error(), "test.toml:2: server.x509.certificate") {
+			t.Errorf("policy with a broken certificate: %v", err)
 		}
 	})
 }

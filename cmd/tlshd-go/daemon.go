@@ -39,7 +39,8 @@ func runDaemon(args []string, stderr io.Writer) int {
 	var showVersion bool
 	fs.BoolVar(&showVersion, "v", false, "print the version and exit")
 	fs.BoolVar(&showVersion, "version", false, "same as -v")
-	levelFlag := fs.String("log-level", "", "override the policy's log level (debug, info, warn, error)")
+	var levelFlag logLevelFlag
+	fs.Var(&levelFlag, "log-level", "override the policy's log level (debug, info, warn, error)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: tlshd-go [-c FILE] [-s] [-v] [--log-level LEVEL]\n"+
 			"       tlshd-go connect|serve|check|config ... (see tlshd-go CMD -h)\n")
@@ -70,13 +71,14 @@ func runDaemon(args []string, stderr io.Writer) int {
 		log.Error("loading the policy", "err", err)
 		return 1
 	}
+	if err := checkFDLimit(policy); err != nil {
+		log.Error("refusing to start", "err", err)
+		return 1
+	}
 	setLevel := func(p *config.Policy) {
 		level.Set(p.Global().LogLevel)
-		if *levelFlag != "" {
-			var l slog.Level
-			if err := l.UnmarshalText([]byte(*levelFlag)); err == nil {
-				level.Set(l)
-			}
+		if levelFlag.set {
+			level.Set(levelFlag.level)
 		}
 	}
 	setLevel(policy)
@@ -172,59 +174,6 @@ func policyName(path string) string {
 		return config.DefaultPath
 	}
 	return path
-}
-
-// loadPolicy reads the TOML policy. The default path may be absent (the
-// built-in defaults apply); a file given with -c must exist. A file in
-// tlshd's own format (tlshd.conf) is converted, with a warning, so that
-// setups passing "-c /etc/tlshd.conf" keep working.
-func loadPolicy(path string, log *slog.Logger) (*config.Policy, error) {
-	if path == "" {
-		if _, err := os.Stat(config.DefaultPath); errors.Is(err, os.ErrNotExist) {
-			log.Info("no policy file; using the built-in defaults", "path", config.DefaultPath)
-			return config.Default(), nil
-		}
-		path = config.DefaultPath
-	}
-	p, err := config.Load(path)
-	if err == nil {
-		return p, nil
-	}
-	data, rerr := os.ReadFile(path)
-	if rerr != nil {
-		return nil, err
-	}
-	converted, warnings, ierr := config.Import(bytesReader(data), path)
-	if ierr != nil || !looksLikeKeyFile(data) {
-		return nil, err
-	}
-	p, perr := config.Parse(converted, path+" (converted from tlshd format)")
-	if perr != nil {
-		return nil, err
-	}
-	log.Warn("the policy file is in tlshd's format; converted it (run `tlshd-go config import` to keep a TOML copy)", "path", path)
-	for _, w := range warnings {
-		log.Warn("tlshd.conf", "warning", w)
-	}
-	return p, nil
-}
-
-// newLogger logs key=value lines to w. Under systemd (JOURNAL_STREAM set)
-// the journal stamps the time itself, so the line leaves it out.
-func newLogger(w io.Writer, level *slog.LevelVar) *slog.Logger {
-	if level == nil {
-		level = new(slog.LevelVar)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if os.Getenv("JOURNAL_STREAM") != "" {
-		opts.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && a.Key == slog.TimeKey {
-				return slog.Attr{}
-			}
-			return a
-		}
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // tpmOpener opens the TPM the first time a TPM key is used and keeps it.

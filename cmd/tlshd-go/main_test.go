@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tlshd-go/tlshd-go/config"
 	"github.com/tlshd-go/tlshd-go/handshake/certs/certstest"
 	"github.com/tlshd-go/tlshd-go/internal/testtool"
 	"github.com/tlshd-go/tlshd-go/keyring"
@@ -162,50 +161,6 @@ func TestHashDefaults(t *testing.T) {
 		if err != nil || p.Hash != tc.want {
 			t.Errorf("%q %q: %v %v, want %v", tc.id, tc.hash, p, err, tc.want)
 		}
-	}
-}
-
-func TestCheckAndImport(t *testing.T) {
-	var out, errb testtool.Buffer
-	if code := run([]string{"check", "-c", "../../config/example.toml"}, nil, &out, &errb); code != 0 {
-		t.Fatalf("check example.toml: %d %s", code, errb.String())
-	}
-	if _, err := config.Parse([]byte(out.String()), "effective"); err != nil || !strings.Contains(out.String(), "[global]") {
-		t.Errorf("effective policy does not parse: %v\n%s", err, out.String())
-	}
-
-	bad := t.TempDir() + "/bad.toml"
-	os.WriteFile(bad, []byte("[global]\nmax_concurrent = 0\ncolour = 1\n"), 0o600)
-	errb = testtool.Buffer{}
-	if code := run([]string{"check", "-c", bad}, nil, &testtool.Buffer{}, &errb); code != 1 ||
-		!strings.Contains(errb.String(), "bad.toml:2") || !strings.Contains(errb.String(), "bad.toml:3") {
-		t.Errorf("check of a bad file: %d %q", code, errb.String())
-	}
-
-	out, errb = testtool.Buffer{}, testtool.Buffer{}
-	if code := run([]string{"config", "import", "../../config/testdata/tlshd.conf"}, nil, &out, &errb); code != 0 {
-		t.Fatalf("import: %d %s", code, errb.String())
-	}
-	if _, err := config.Parse([]byte(out.String()), "imported"); err != nil {
-		t.Errorf("imported policy does not parse: %v", err)
-	}
-	if !strings.Contains(errb.String(), "warning:") {
-		t.Errorf("no warnings for keys without an equivalent: %q", errb.String())
-	}
-}
-
-// TestTlshdConfFallback: "-c /etc/tlshd.conf" keeps working.
-func TestTlshdConfFallback(t *testing.T) {
-	var logs testtool.Buffer
-	p, err := loadPolicy("../../config/testdata/tlshd.conf", newLogger(&logs, nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(p.Global().Keyrings) == 0 || !strings.Contains(logs.String(), "tlshd's format") {
-		t.Errorf("policy %+v, logs %q", p.Global(), logs.String())
-	}
-	if _, err := loadPolicy(t.TempDir()+"/missing.toml", newLogger(&logs, nil)); err == nil {
-		t.Error("a missing -c file was accepted")
 	}
 }
 

@@ -38,6 +38,7 @@ func (e *RevokedError) Unwrap() error { return ErrRevoked }
 // concurrent use.
 type CRLSet struct {
 	byIssuer map[string][]*crl // by raw issuer name
+	lists    []*x509.RevocationList
 
 	mu       sync.Mutex
 	verified map[sigKey]bool // CRL signature checks already done
@@ -55,7 +56,7 @@ type sigKey struct {
 
 // NewCRLSet builds a set from parsed CRLs.
 func NewCRLSet(lists ...*x509.RevocationList) *CRLSet {
-	s := &CRLSet{byIssuer: make(map[string][]*crl), verified: make(map[sigKey]bool)}
+	s := &CRLSet{byIssuer: make(map[string][]*crl), verified: make(map[sigKey]bool), lists: lists}
 	for _, l := range lists {
 		c := &crl{list: l, revoked: make(map[string]time.Time, len(l.RevokedCertificateEntries))}
 		for _, e := range l.RevokedCertificateEntries {
@@ -78,6 +79,15 @@ func (s *CRLSet) Len() int {
 		n += len(l)
 	}
 	return n
+}
+
+// Lists returns the set's CRLs in the order given. They are shared and
+// must not be modified.
+func (s *CRLSet) Lists() []*x509.RevocationList {
+	if s == nil {
+		return nil
+	}
+	return s.lists
 }
 
 // Check returns a *RevokedError if any certificate of any chain (other

@@ -119,6 +119,21 @@ func NewCA(t testing.TB, kt KeyType, name string) *CA {
 	return newCA(t, kt, name, nil)
 }
 
+// NewLongCA makes a self-signed root valid for a year, for tests that
+// must not see certificates about to expire.
+func NewLongCA(t testing.TB, kt KeyType, name string) *CA {
+	t.Helper()
+	ca := newCA(t, kt, name, nil)
+	tmpl := *ca.Cert
+	tmpl.NotAfter = time.Now().Add(365 * 24 * time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, ca.Key.Public(), ca.Key)
+	if err != nil {
+		t.Fatalf("certstest: creating CA %q: %v", name, err)
+	}
+	ca.Cert = mustParse(t, der)
+	return ca
+}
+
 // Intermediate makes a CA certified by ca.
 func (ca *CA) Intermediate(t testing.TB, kt KeyType, name string) *CA {
 	t.Helper()
