@@ -74,6 +74,9 @@ func (d *Daemon) run(ctx context.Context, keys Keyring, req genl.Request, o *out
 		return fmt.Errorf("%w: socket protocol %d is neither TCP nor MPTCP", errUnsupported, proto)
 	}
 	o.peer = peerAddr(fd)
+	if err := d.checkMPTCP(fd, proto); err != nil { // before any handshake byte
+		return err
+	}
 
 	// Link the keyrings first: keys must be possessed to be read.
 	attached, detach, err := keys.Attach(policy.Global().Keyrings, req.Keyring)
