@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -761,64 +760,5 @@ func TestServerSearchesOnlyItsKeyrings(t *testing.T) {
 	rh, rt := wait(t, ph), wait(t, pt)
 	if rh.Status != syscall.EACCES || rt.Status != syscall.EACCES {
 		t.Errorf("host %v target %v, want EACCES both (the target must use its .nvme key)\n%s", rh.Status, rt.Status, td.logs)
-	}
-}
-
-// TestRealKTLSMPTCP: on an MPTCP socket the handshake runs, the kernel
-// refuses the TLS ULP, and DONE says EOPNOTSUPP with one clear log line.
-// It uses the production installer, so it shows what this kernel does
-// (the VM runs it on Debian's kernels too).
-func TestRealKTLSMPTCP(t *testing.T) {
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(true)
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Skipf("no MPTCP listener: %v", err)
-	}
-	defer l.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		acc <- c
-	}()
-	d := net.Dialer{}
-	d.SetMultipathTCP(true)
-	c, err := d.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer := <-acc
-	defer peer.Close()
-	f, err := c.(*net.TCPConn).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if p, err := ktls.Protocol(int(f.Fd())); err != nil || p != unix.IPPROTO_MPTCP {
-		t.Skipf("MPTCP fell back to TCP here (protocol %d, %v)", p, err)
-	}
-
-	td := newTestDaemon(t, "")
-	td.Installer = KTLS{}
-	td.keys.add(1, nvmeID, key32(1))
-	td.start()
-	p := td.fk.Submit(int(f.Fd()), fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.PSK, PeerIdentities: []int32{1}})
-	go func() {
-		srv := tls13.Server(peer, &tls13.Config{GetPSK: func([]byte) (*tls13.PSK, error) {
-			return &tls13.PSK{Key: key32(1), Hash: crypto.SHA256}, nil
-		}})
-		srv.Handshake(context.Background())
-	}()
-	if r := wait(t, p); r.Status != syscall.EOPNOTSUPP {
-		t.Errorf("status %v, want EOPNOTSUPP\n%s", r.Status, td.logs)
-	}
-	// One line, saying why, after a handshake that did run; written
-	// after DONE, so wait for the daemon to wind down.
-	td.stop(t)
-	lines := strings.Split(strings.TrimSpace(td.logs.String()), "\n")
-	if len(lines) != 1 || !strings.Contains(lines[0], "the kernel lacks kTLS on MPTCP sockets") ||
-		!strings.Contains(lines[0], "mptcp=true") || !strings.Contains(lines[0], "suite=") {
-		t.Errorf("want one handshake line about MPTCP:\n%s", td.logs)
 	}
 }

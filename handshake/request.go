@@ -2,7 +2,6 @@ package handshake
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -109,6 +108,11 @@ func (d *Daemon) serve(ctx context.Context, r *request) {
 // other over r. The engine step is the only one that waits on the peer.
 func (d *Daemon) handshake(ctx context.Context, r *request, res *result) error {
 	if err := r.validate(); err != nil {
+		return err
+	}
+	// Before any handshake byte: an MPTCP socket whose kernel cannot
+	// take kTLS on it is refused now, not after the handshake.
+	if err := d.checkMPTCP(int(r.FD), r.proto); err != nil {
 		return err
 	}
 	d.attachKeyrings(r)
@@ -220,11 +224,8 @@ func (d *Daemon) install(r *request, s *tls13.Session) error {
 	tx, rx := rekey.SessionKeys(s)
 	defer clear(tx.Key)
 	defer clear(rx.Key)
-	err := d.Installer.Install(int(r.FD), tx, rx, ktls.Options{})
-	if errors.Is(err, ktls.ErrULPUnsupported) && r.proto == unix.IPPROTO_MPTCP {
-		return fmt.Errorf("the kernel lacks kTLS on MPTCP sockets: the handshake succeeded but TCP_ULP was refused: %w", err)
-	}
-	return err
+	// An MPTCP socket got here only if checkMPTCP saw it take the ULP.
+	return d.Installer.Install(int(r.FD), tx, rx, ktls.Options{})
 }
 
 // release undoes what the steps set up (keyring links, keys in memory),

@@ -23,6 +23,7 @@ import (
 func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	c := newTLSCommand("connect", "HOST:PORT", stderr)
 	serverName := c.fs.String("servername", "", "PSK: server_name (SNI) to send; x509: the name the server must prove (default: HOST)")
+	mp := newMPTCPFlag(c.fs)
 	addr, code := c.parse(args)
 	if code != 0 {
 		return code
@@ -45,17 +46,18 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return c.fail(err)
 		}
 		cfg.MinVersion, cfg.SessionTicketsDisabled = tls.VersionTLS13, true
-		raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		raw, err := mp.dial(ctx, addr, c.ktls)
 		if err != nil {
 			return c.fail(err)
 		}
 		defer raw.Close()
+		defer mp.watch(raw).report(stderr, "connection to "+addr)
 		if c.ktls {
 			s, err := stdtls.Client(ctx, raw, cfg)
 			if err != nil {
 				return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
 			}
-			describeX509(stderr, "connected to "+addr, s)
+			describeX509(stderr, "connected to "+addr+mp.note(raw), s)
 			return c.kernelCopy(raw, s, stdin, stdout)
 		}
 		conn := tls.Client(raw, cfg)
@@ -63,7 +65,7 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err := conn.HandshakeContext(ctx); err != nil {
 			return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
 		}
-		describeTLS(stderr, "connected to "+addr, conn.ConnectionState())
+		describeTLS(stderr, "connected to "+addr+mp.note(raw), conn.ConnectionState())
 		if err := copyBoth(conn, stdin, stdout); err != nil {
 			return c.fail(err)
 		}
@@ -76,16 +78,17 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cfg.PSKs = []tls13.PSK{*psk}
 	cfg.ServerName = *serverName
-	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	raw, err := mp.dial(ctx, addr, c.ktls)
 	if err != nil {
 		return c.fail(err)
 	}
 	conn := tls13.Client(raw, cfg)
 	defer conn.Close()
+	defer mp.watch(raw).report(stderr, "connection to "+addr)
 	if err := conn.Handshake(ctx); err != nil {
 		return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
 	}
-	describe(stderr, "connected to "+addr, conn.State())
+	describe(stderr, "connected to "+addr+mp.note(raw), conn.State())
 	if c.ktls {
 		s, err := conn.Handoff()
 		if err != nil {

@@ -24,6 +24,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	c := newTLSCommand("serve", "ADDR", stderr)
 	once := c.fs.Bool("once", false, "serve a single connection, then exit with its handshake's status")
 	c.fs.BoolVar(&c.cert.RequireClientCert, "require-client-cert", false, "x509: mutual TLS; without it a client certificate is verified if sent")
+	mp := newMPTCPFlag(c.fs)
 	addr, code := c.parse(args)
 	if code != 0 {
 		return code
@@ -39,7 +40,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 		cfg.MinVersion, cfg.SessionTicketsDisabled = tls.VersionTLS13, true
 		handshake = func(ctx context.Context, raw net.Conn) (io.ReadWriteCloser, error) {
-			what := "accepted " + raw.RemoteAddr().String()
+			what := "accepted " + raw.RemoteAddr().String() + mp.note(raw)
 			if c.ktls {
 				s, err := stdtls.Server(ctx, raw, cfg)
 				if err != nil {
@@ -72,7 +73,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			if err := conn.Handshake(ctx); err != nil {
 				return nil, err
 			}
-			describe(stderr, "accepted "+raw.RemoteAddr().String(), conn.State())
+			describe(stderr, "accepted "+raw.RemoteAddr().String()+mp.note(raw), conn.State())
 			if c.ktls {
 				s, err := conn.Handoff()
 				if err != nil {
@@ -84,7 +85,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	l, err := net.Listen("tcp", addr)
+	l, err := mp.listen(addr)
 	if err != nil {
 		return c.fail(err)
 	}
@@ -97,6 +98,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		hctx, cancel := context.WithTimeout(ctx, c.tf.timeout.d)
 		defer cancel()
 		defer raw.Close()
+		if err := mp.prepare(raw, c.ktls); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", raw.RemoteAddr(), err)
+			return err
+		}
+		defer mp.watch(raw).report(stderr, raw.RemoteAddr().String())
 		conn, err := handshake(hctx, raw)
 		if err != nil {
 			fmt.Fprintf(stderr, "handshake with %s failed: %v\n", raw.RemoteAddr(), err)

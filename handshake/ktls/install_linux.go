@@ -83,7 +83,7 @@ type Options struct {
 // A failure leaves the socket unusable for plaintext; the caller reports
 // it to the kernel consumer and closes its fd. Errors are *InstallError.
 func Install(fd int, tx, rx Keys, o Options) error {
-	if err := unix.SetsockoptString(fd, unix.SOL_TCP, unix.TCP_ULP, "tls"); err != nil {
+	if err := unix.SetsockoptString(fd, unix.SOL_TCP, unix.TCP_ULP, "tls"); err != nil && !ulpIsTLS(fd, err) { // EEXIST after AttachULP
 		e := &InstallError{Step: StepULP, Err: err}
 		switch {
 		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOPROTOOPT):
