@@ -73,7 +73,7 @@ func TestParseAcceptReply(t *testing.T) {
 		{"another family", acceptMsg(t, fam+1, seq, want), false, Request{FD: -1}, nil},
 	}
 	for _, tt := range tests {
-		got, done, err := parseAcceptReply(tt.b, fam, seq)
+		got, done, err := parseAcceptReply(tt.b, fam, seq, false)
 		if done != tt.done {
 			t.Errorf("%s: done = %v, want %v", tt.name, done, tt.done)
 		}
@@ -86,11 +86,11 @@ func TestParseAcceptReply(t *testing.T) {
 	}
 	// A reply whose attributes do not decode still hands over the fd.
 	bad := nlmsg(fam, seq, cat([]byte{cmdAccept, familyVersion, 0, 0}, attr(acceptSockFD, s32(13)), attr(acceptTimeout, []byte{1})))
-	got, done, err := parseAcceptReply(bad, fam, seq)
+	got, done, err := parseAcceptReply(bad, fam, seq, false)
 	if !done || err == nil || got.FD != 13 {
 		t.Errorf("undecodable reply: FD %d, done %v, err %v; want FD 13, done, an error", got.FD, done, err)
 	}
-	if _, done, err := parseAcceptReply([]byte{1, 2, 3}, fam, seq); !done || err == nil {
+	if _, done, err := parseAcceptReply([]byte{1, 2, 3}, fam, seq, false); !done || err == nil {
 		t.Errorf("truncated datagram: done %v, err %v; want done with an error", done, err)
 	}
 }
@@ -98,12 +98,16 @@ func TestParseAcceptReply(t *testing.T) {
 // FuzzParseAcceptReply: any datagram gives a request, an error or "read
 // on", never a panic; a request is what its attributes decode to.
 func FuzzParseAcceptReply(f *testing.F) {
-	f.Add(acceptMsg(f, 0x1c, 1, Request{FD: 7, Auth: PSK, PeerIdentities: []int32{1}}))
-	f.Add(errMsg(unix.EAGAIN, 1))
-	f.Add(cat(errMsg(0, 1), acceptMsg(f, 0x1c, 1, Request{FD: 3})))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, done, err := parseAcceptReply(b, 0x1c, 1)
+	f.Add(acceptMsg(f, 0x1c, 1, Request{FD: 7, Auth: PSK, PeerIdentities: []int32{1}}), false)
+	f.Add(acceptMsg(f, 0x1c, 1, Request{FD: 7, MessageType: ClientKeyUpdate, Auth: PSK, PeerIdentities: []int32{1},
+		KeyUpdate: KeyUpdateReceived, SessionID: 77}), true)
+	f.Add(acceptMsg(f, 0x1c, 1, Request{FD: 7, MessageType: ClientHello, Unknown: []uint16{10}}), false)
+	f.Add(errMsg(unix.EAGAIN, 1), false)
+	f.Add(errMsg(unix.ENOMEM, 1), false)
+	f.Add(cat(errMsg(0, 1), acceptMsg(f, 0x1c, 1, Request{FD: 3})), false)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, b []byte, keyUpdate bool) {
+		r, done, err := parseAcceptReply(b, 0x1c, 1, keyUpdate)
 		if !done && (err != nil || r.FD != -1) {
 			t.Fatalf("not done but err %v, FD %d", err, r.FD)
 		}
@@ -111,15 +115,15 @@ func FuzzParseAcceptReply(f *testing.F) {
 			if r.FD < 0 {
 				t.Fatalf("a request with FD %d", r.FD)
 			}
-			if diff := cmp.Diff(r, mustDecode(t, encodeAcceptReply(t, r))); diff != "" {
+			if diff := cmp.Diff(r, mustDecode(t, encodeAcceptReply(t, r), keyUpdate)); diff != "" {
 				t.Fatalf("round trip mismatch (-first +second):\n%s", diff)
 			}
 		}
 	})
 }
 
-func mustDecode(t *testing.T, b []byte) Request {
-	r, err := decodeAccept(b)
+func mustDecode(t *testing.T, b []byte, keyUpdate bool) Request {
+	r, err := decodeAccept(b, keyUpdate)
 	if err != nil {
 		t.Fatalf("re-encoded request does not decode: %v", err)
 	}
