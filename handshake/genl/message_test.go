@@ -179,7 +179,7 @@ func TestDecodeAccept(t *testing.T) {
 func TestEncodeDone(t *testing.T) {
 	full := AttrSet{doneStatus, doneSockFD, doneRemoteAuth}
 	tests := []struct {
-		name    string
+		name      string
 		d         Done
 		policy    AttrSet
 		sessionID bool // Capabilities.SessionID
