@@ -235,6 +235,7 @@ type Kernel struct {
 	queue    []*Pending          // submitted, not yet accepted: FIFO
 	accepted map[fileID]*Pending // accepted, waiting for DONE
 	handed   []handout           // every fd handed out
+	faults   []AcceptFault       // for the next ACCEPTs, in order
 }
 
 // New returns a Kernel mimicking cfg. Zero fields take Linux612's
@@ -318,6 +319,30 @@ func (k *Kernel) SubmitKeyUpdate(fd int, side genl.MessageType, typ genl.KeyUpda
 	}
 	p.MessageType, p.KeyUpdate, p.SessionID = side, typ, sessionID
 	return k.Submit(fd, p), nil
+}
+
+// An AcceptFault makes one ACCEPT fail, for tests of a daemon's retry and
+// recovery paths.
+type AcceptFault struct {
+	// Errno, if not 0, is ACCEPT's answer while a request is pending.
+	// ENOMEM, EMFILE and ENFILE fail as the kernel's fd reservation does:
+	// the request is dequeued and completed with EIO. Any other errno
+	// (EINTR, ENOBUFS, EPERM, ...) leaves the request queued.
+	Errno syscall.Errno
+
+	// NoSockFD hands the request over (its fd is installed in this
+	// process and counted by OpenFDs) in a reply without SOCKFD, so the
+	// daemon cannot know the fd, as a broken kernel would.
+	NoSockFD bool
+}
+
+// FailAccept makes the next ACCEPTs that find a request pending fail,
+// one fault each, in order; ACCEPTs on an empty queue answer EAGAIN as
+// always and use none.
+func (k *Kernel) FailAccept(faults ...AcceptFault) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.faults = append(k.faults, faults...)
 }
 
 // Queued returns the number of requests not yet accepted.
@@ -422,6 +447,22 @@ func (k *Kernel) accept(greq genetlink.Message) ([]genetlink.Message, error) {
 	if u32(class[len(class)-1]) != 1 || len(k.queue) == 0 {
 		return nil, errno(unix.EAGAIN)
 	}
+	var fault AcceptFault
+	if len(k.faults) > 0 {
+		fault, k.faults = k.faults[0], k.faults[1:]
+	}
+	switch fault.Errno {
+	case 0:
+	case unix.ENOMEM, unix.EMFILE, unix.ENFILE:
+		// handshake_nl_accept_doit: the request was dequeued, but no
+		// fd could be reserved; the kernel completes it with EIO.
+		p := k.queue[0]
+		k.queue = k.queue[1:]
+		p.done <- Result{Status: unix.EIO}
+		return nil, errno(fault.Errno)
+	default:
+		return nil, errno(fault.Errno) // before dequeueing: it stays pending
+	}
 	p := k.queue[0]
 	k.queue = k.queue[1:]
 
@@ -446,7 +487,7 @@ func (k *Kernel) accept(greq genetlink.Message) ([]genetlink.Message, error) {
 	k.accepted[id] = p
 	k.handed = append(k.handed, handout{fd: newFD, id: id})
 
-	b, err := k.acceptReply(p)
+	b, err := k.acceptReply(p, fault.NoSockFD)
 	if err != nil {
 		return nil, err
 	}
@@ -458,10 +499,12 @@ func (k *Kernel) accept(greq genetlink.Message) ([]genetlink.Message, error) {
 
 // acceptReply encodes the reply in the order tls_handshake_accept
 // (net/handshake/tlshd.c) uses.
-func (k *Kernel) acceptReply(p *Pending) ([]byte, error) {
+func (k *Kernel) acceptReply(p *Pending, noSockFD bool) ([]byte, error) {
 	pp := p.params
 	ae := netlink.NewAttributeEncoder()
-	ae.Int32(acceptSockFD, int32(p.newFD))
+	if !noSockFD {
+		ae.Int32(acceptSockFD, int32(p.newFD))
+	}
 	ae.Uint32(acceptMessageType, uint32(pp.MessageType))
 	if pp.Timeout != 0 {
 		ae.Uint32(acceptTimeout, uint32(pp.Timeout.Milliseconds()))

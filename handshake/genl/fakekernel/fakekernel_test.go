@@ -479,3 +479,58 @@ func TestSessionTagsDone(t *testing.T) {
 		t.Errorf("DONE = %+v, %v; want Tags [a bc]", res, err)
 	}
 }
+
+// TestFailAccept: injected ACCEPT faults come back as genl's error
+// classes, and the requests end as the kernel would end them.
+func TestFailAccept(t *testing.T) {
+	k := fakekernel.New(fakekernel.Linux612())
+	c := conn(t, k)
+	k.FailAccept(
+		fakekernel.AcceptFault{Errno: unix.ENOBUFS},
+		fakekernel.AcceptFault{Errno: unix.EMFILE},
+		fakekernel.AcceptFault{NoSockFD: true},
+	)
+	if _, err := c.Accept(); !errors.Is(err, genl.ErrNoRequest) {
+		t.Fatalf("Accept on an empty queue = %v, want ErrNoRequest (no fault used)", err)
+	}
+	p1 := k.Submit(socket(t), fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth})
+	p2 := k.Submit(socket(t), fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth})
+	p3 := k.Submit(socket(t), fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth})
+
+	// ENOBUFS: retry later; p1 stays queued.
+	if _, err := c.Accept(); !errors.Is(err, genl.ErrRetry) || !errors.Is(err, unix.ENOBUFS) || k.Queued() != 3 {
+		t.Errorf("Accept() = %v with %d queued, want ErrRetry (ENOBUFS) and 3 queued", err, k.Queued())
+	}
+	// EMFILE: p1 is dequeued and completed with EIO by the kernel.
+	if _, err := c.Accept(); !errors.Is(err, genl.ErrRetry) || !errors.Is(err, unix.EMFILE) {
+		t.Errorf("Accept() = %v, want ErrRetry (EMFILE)", err)
+	}
+	if res, err := p1.Wait(time.Second); err != nil || res.Status != unix.EIO {
+		t.Errorf("p1 = %+v, %v; want EIO from the kernel", res, err)
+	}
+	// No SOCKFD: p2 is handed over unseen; its fd leaks.
+	r, err := c.Accept()
+	if !errors.Is(err, genl.ErrNoSockFD) || !errors.Is(err, genl.ErrBadReply) || r.FD != -1 {
+		t.Errorf("Accept() = FD %d, %v; want ErrNoSockFD", r.FD, err)
+	}
+	if p2.FD() < 0 || k.OpenFDs() != 1 {
+		t.Errorf("p2 fd %d, OpenFDs %d; want the fd installed and open", p2.FD(), k.OpenFDs())
+	}
+	unix.Close(p2.FD())
+	// Faults used up: p3 is accepted normally.
+	r, err = c.Accept()
+	if err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	if err := c.Done(genl.Done{FD: r.FD}); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(int(r.FD))
+	if _, err := p3.Wait(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s := c.Stats()
+	if s.Retry != 2 || s.NoSockFD != 1 || s.BadReply != 1 || s.Accepted != 1 || s.NoRequest != 1 {
+		t.Errorf("Stats = %+v, want 2 retry, 1 bad reply without SOCKFD, 1 accepted, 1 no-request", s)
+	}
+}
