@@ -81,7 +81,10 @@ func FuzzClientHello(f *testing.F) {
 		}
 		m2 := m
 		m2.sessionID = bytes.Clone(m.sessionID)
-		raw := m2.marshal()
+		raw, err := m2.marshal()
+		if err != nil {
+			t.Fatalf("re-marshal of a parsed ClientHello: %v", err)
+		}
 		var m3 clientHello
 		if err := m3.unmarshal(raw); err != nil {
 			t.Fatalf("re-parse: %v", err)
@@ -101,7 +104,7 @@ func FuzzServerHello(f *testing.F) {
 	seedsFromVectors(f, "s3.server_hello", "s4.server_hello")
 	hrr := &serverHello{random: helloRetryRequestRandom[:], cipherSuite: TLS_AES_128_GCM_SHA256,
 		supportedVersion: VersionTLS13, selectedGroup: P256, cookie: []byte("c")}
-	f.Add(hrr.marshal())
+	f.Add(must(hrr.marshal()))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m serverHello
 		if err := m.unmarshal(data); err != nil {
@@ -109,7 +112,7 @@ func FuzzServerHello(f *testing.F) {
 		}
 		m2 := m
 		var m3 serverHello
-		if err := m3.unmarshal(m2.marshal()); err != nil {
+		if err := m3.unmarshal(must(m2.marshal())); err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}
 		if m.cipherSuite != m3.cipherSuite || m.supportedVersion != m3.supportedVersion ||
@@ -130,7 +133,7 @@ func FuzzEncryptedExtensions(f *testing.F) {
 		}
 		var m2 encryptedExtensions
 		m.earlyData = false // never sent by us
-		if err := m2.unmarshal(m.marshal()); err != nil {
+		if err := m2.unmarshal(must(m.marshal())); err != nil {
 			t.Fatal(err)
 		}
 		if m.recordSizeLimit != m2.recordSizeLimit || m.serverNameAck != m2.serverNameAck {
@@ -150,6 +153,14 @@ func FuzzPostHandshakeMessages(f *testing.F) {
 			t.Fatal("Finished round trip")
 		}
 	})
+}
+
+// must is for messages a test builds, which always fit.
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // scriptConn feeds fixed bytes to a Conn and swallows what it writes.
@@ -200,7 +211,7 @@ func FuzzClientRecords(f *testing.F) {
 	psk := testPSK("fuzz", crypto.SHA256)
 	sh := &serverHello{random: make([]byte, 32), cipherSuite: TLS_AES_128_GCM_SHA256,
 		supportedVersion: VersionTLS13, hasPSK: true}
-	f.Add(record(recordTypeHandshake, sh.marshal()))
+	f.Add(record(recordTypeHandshake, must(sh.marshal())))
 	f.Add(record(recordTypeAlert, []byte{2, 115}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sc := &scriptConn{r: bytes.NewReader(data)}

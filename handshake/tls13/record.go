@@ -150,6 +150,11 @@ func (hc *halfConn) open(hdr, payload []byte) (uint8, []byte, error) {
 		return 0, nil, alertf(AlertBadRecordMAC, "record failed to decrypt")
 	}
 	hc.seq++
+	// TLSInnerPlaintext (content, type, padding) may not exceed 2^14+1
+	// bytes, padding included (RFC 8446, 5.2, 5.4).
+	if len(plain) > maxPlaintext+1 {
+		return 0, nil, alertf(AlertRecordOverflow, "decrypted record of %d bytes", len(plain))
+	}
 	// Strip the zero padding; the last non-zero byte is the real type.
 	i := len(plain) - 1
 	for i >= 0 && plain[i] == 0 {
@@ -157,9 +162,6 @@ func (hc *halfConn) open(hdr, payload []byte) (uint8, []byte, error) {
 	}
 	if i < 0 {
 		return 0, nil, alertf(AlertUnexpectedMessage, "record with no content type")
-	}
-	if i > maxPlaintext {
-		return 0, nil, alertf(AlertRecordOverflow, "decrypted record of %d bytes", i)
 	}
 	return plain[i], plain[:i], nil
 }
