@@ -187,11 +187,13 @@ func (h hostileRun) run(t *testing.T) (error, engineAlert) {
 		}()
 		c := h.newEngine(ec)
 		if err = c.Handshake(ctx); err == nil && h.post != nil {
+			ec.SetDeadline(time.Now().Add(10 * time.Second))
 			err = h.post(c)
 		}
 	}()
 	p := &peer{t: t, conn: pc, rand: fixedRand(2)}
 	alert := h.script(p)
+	pc.CloseWrite() // whatever happened, the engine stops waiting for us
 	err := <-errc
 	if err != nil && bytes.Contains([]byte(err.Error()), []byte("engine panicked")) {
 		t.Fatal(err)
@@ -204,6 +206,7 @@ func (h hostileRun) run(t *testing.T) (error, engineAlert) {
 // peer received.
 func wantOutcome(t *testing.T, err error, peerSaw engineAlert, alert Alert, received bool, status syscall.Errno) {
 	t.Helper()
+	t.Logf("engine: %v", err)
 	var ae *AlertError
 	if !errors.As(err, &ae) || ae.Alert != alert || ae.Received != received {
 		t.Errorf("engine error %v, want alert %v (received %v)", err, alert, received)
@@ -241,7 +244,7 @@ type clientScript struct {
 	hello    func(*clientHello)
 	unsigned func([]byte) []byte // edits the bytes before binders are computed
 	signed   func([]byte) []byte
-	records func(p *peer, ch []byte)
+	records  func(p *peer, ch []byte)
 	// hello2 edits the second ClientHello (after a HelloRetryRequest).
 	hello2    func(*clientHello)
 	unsigned2 func([]byte) []byte
@@ -705,3 +708,408 @@ func appendExtension(ch []byte, typ uint16, body []byte) []byte {
 	return out
 }
 
+// ---- The hostile server, against the engine's client ----
+
+// serverScript describes one hostile server. Hooks left nil do the
+// right thing.
+type serverScript struct {
+	mode PSKMode // the mode chosen; 0 (psk_ke) unless dhe
+	dhe  bool
+	// hrr, if set, is sent first (and edited by editHRR); the retry is
+	// then answered as a server would.
+	hrr     Group
+	editHRR func(*serverHello)
+	// sh edits the ServerHello, shRaw its bytes; ee edits the
+	// EncryptedExtensions; finished our Finished.
+	sh        func(*serverHello)
+	shRaw     func([]byte) []byte
+	shRecords func(p *peer, sh []byte) // sends the ServerHello
+	ee        func(*encryptedExtensions)
+	eeRaw     []byte // replaces the EncryptedExtensions
+	finished  func([]byte) []byte
+	// flight, if set, sends the encrypted part of the flight instead.
+	flight func(p *peer, ee, fin []byte)
+	// beforeFlight runs after the ServerHello, under no keys yet for
+	// writing (p.out is set to the handshake keys after it).
+	beforeFlight func(p *peer)
+	// after runs once the engine's Finished is in, under application
+	// keys.
+	after func(p *peer)
+}
+
+func (s serverScript) run(p *peer) engineAlert {
+	msg, a := p.next()
+	if msg == nil {
+		return a
+	}
+	var ch clientHello
+	if err := ch.unmarshal(msg); err != nil {
+		p.t.Fatalf("engine sent a bad ClientHello: %v", err)
+	}
+	suite := TLS_AES_128_GCM_SHA256
+	psk := hostilePSK
+	var prefix []byte // message_hash(CH1) || HRR, after a retry
+	if s.hrr != 0 {
+		d := suite.Hash().New()
+		d.Write(msg)
+		hrr := &serverHello{random: helloRetryRequestRandom[:], sessionID: ch.sessionID,
+			cipherSuite: suite, supportedVersion: VersionTLS13, selectedGroup: s.hrr}
+		if s.editHRR != nil {
+			s.editHRR(hrr)
+		}
+		prefix = append(messageHash(d.Sum(nil)), must(hrr.marshal())...)
+		p.send(recordTypeHandshake, hrr.raw)
+		if msg, a = p.next(); msg == nil {
+			return a
+		}
+		if err := ch.unmarshal(msg); err != nil {
+			p.t.Fatalf("engine sent a bad second ClientHello: %v", err)
+		}
+	}
+	// The binder: the engine's client must have computed it right.
+	tr := suite.Hash().New()
+	tr.Write(prefix)
+	tr.Write(ch.truncated())
+	if want := finishedMAC(psk.Hash, newEarlySecret(psk.Hash, psk.Key).binderKey(), tr.Sum(nil)); !bytes.Equal(ch.pskBinders[0], want) {
+		p.t.Fatal("engine's binder does not verify")
+	}
+	tr.Reset()
+	tr.Write(prefix)
+	tr.Write(msg)
+
+	sh := &serverHello{random: make([]byte, 32), sessionID: ch.sessionID, cipherSuite: suite,
+		supportedVersion: VersionTLS13, hasPSK: true}
+	io.ReadFull(p.rand, sh.random)
+	var shared []byte
+	if s.dhe {
+		g := ch.keyShares[0].group
+		share, sec, err := serverKeyExchange(g, ch.keyShares[0].data, p.rand)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		sh.keyShare, shared = keyShare{g, share}, sec
+	}
+	if s.sh != nil {
+		s.sh(sh)
+	}
+	raw := must(sh.marshal())
+	if s.shRaw != nil {
+		raw = s.shRaw(slices.Clone(raw))
+	}
+	tr.Write(raw)
+	switch {
+	case s.shRecords != nil:
+		s.shRecords(p, raw)
+	case raw != nil:
+		p.send(recordTypeHandshake, raw)
+	}
+	if s.beforeFlight != nil {
+		s.beforeFlight(p)
+	}
+
+	hs := newEarlySecret(psk.Hash, psk.Key).handshakeSecret(shared)
+	clientHS, serverHS := hs.clientTrafficSecret(tr), hs.serverTrafficSecret(tr)
+	p.out.setTrafficSecret(suite, serverHS)
+	ee := &encryptedExtensions{}
+	if s.ee != nil {
+		s.ee(ee)
+	}
+	eeRaw := must(ee.marshal())
+	if s.eeRaw != nil {
+		eeRaw = s.eeRaw
+	}
+	tr.Write(eeRaw)
+	fin := marshalFinished(finishedMAC(suite.Hash(), serverHS, tr.Sum(nil)))
+	if s.finished != nil {
+		fin = s.finished(fin)
+	}
+	tr.Write(fin)
+	if s.flight != nil {
+		s.flight(p, eeRaw, fin)
+	} else {
+		p.send(recordTypeHandshake, append(slices.Clone(eeRaw), fin...))
+	}
+	ms := hs.masterSecret()
+	clientApp, serverApp := ms.clientTrafficSecret(tr), ms.serverTrafficSecret(tr)
+	p.out.setTrafficSecret(suite, serverApp)
+	p.in.setTrafficSecret(suite, clientHS)
+	msg, a = p.next()
+	if msg == nil {
+		return a
+	}
+	if err := verifyFinished(msg, suite.Hash(), clientHS, tr, "client Finished"); err != nil {
+		p.t.Fatalf("engine's client Finished: %v", err)
+	}
+	p.in.setTrafficSecret(suite, clientApp)
+	if s.after != nil {
+		s.after(p)
+	}
+	return p.finish()
+}
+
+// hostileClient runs the engine's client, offering hostilePSK, against
+// a hostile server.
+func hostileClient(t *testing.T, cfg *Config, s serverScript, post func(*Conn) error) (error, engineAlert) {
+	t.Helper()
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	cfg.PSKs = []PSK{hostilePSK}
+	cfg.CipherSuites = []CipherSuite{TLS_AES_128_GCM_SHA256}
+	cfg.Rand = fixedRand(3)
+	return hostileRun{
+		newEngine: func(c net.Conn) *Conn { return Client(c, cfg) },
+		post:      post,
+		script:    s.run,
+	}.run(t)
+}
+
+var bothModes = &Config{PSKModes: []PSKMode{PSKModeDHE, PSKModeKE}}
+
+func TestHostileServerBaseline(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  *Config
+		s    serverScript
+	}{
+		{"psk_dhe_ke", nil, serverScript{dhe: true}},
+		{"psk_ke", &Config{PSKModes: []PSKMode{PSKModeKE}}, serverScript{}},
+		{"HelloRetryRequest", &Config{Groups: []Group{X25519, P256}}, serverScript{dhe: true, hrr: P256}},
+		{"CCS after the ServerHello", nil, serverScript{dhe: true,
+			beforeFlight: func(p *peer) { p.send(recordTypeChangeCipherSpec, []byte{1}) }}},
+		{"EE and Finished in two records", nil, serverScript{dhe: true, flight: func(p *peer, ee, fin []byte) {
+			p.send(recordTypeHandshake, ee)
+			p.send(recordTypeHandshake, fin)
+		}}},
+		{"NewSessionTicket and data after the handshake", nil, serverScript{dhe: true, after: func(p *peer) {
+			p.send(recordTypeHandshake, []byte{typeNewSessionTicket, 0, 0, 3, 1, 2, 3})
+			p.send(recordTypeApplicationData, []byte("data"))
+		}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err, a := hostileClient(t, tc.cfg, tc.s, nil)
+			if err != nil || a.ok {
+				t.Fatalf("engine %v, peer saw %v", err, a)
+			}
+		})
+	}
+}
+
+func TestHostileServer(t *testing.T) {
+	dhe := serverScript{dhe: true}
+	with := func(f func(*serverScript)) serverScript { s := dhe; f(&s); return s }
+	cases := []struct {
+		name     string
+		cfg      *Config
+		script   serverScript
+		alert    Alert
+		received bool
+		status   syscall.Errno
+	}{
+		{name: "server Finished wrong", script: with(func(s *serverScript) { s.finished = flip }),
+			alert: AlertDecryptError, status: syscall.EACCES},
+		{name: "server Finished short", script: with(func(s *serverScript) {
+			s.finished = func(b []byte) []byte { b = b[:len(b)-1]; b[3]--; return b }
+		}), alert: AlertDecodeError, status: syscall.EACCES},
+		{name: "psk_ke, which was not offered", script: serverScript{},
+			alert: AlertMissingExtension, status: syscall.EACCES},
+		{name: "key share when only psk_ke was offered", cfg: &Config{PSKModes: []PSKMode{PSKModeKE}},
+			script: serverScript{sh: func(sh *serverHello) { sh.keyShare = keyShare{X25519, make([]byte, 32)} }},
+			alert:  AlertIllegalParameter, status: syscall.EACCES},
+		{name: "key share for a group we sent none for", cfg: &Config{Groups: []Group{X25519, P256}},
+			script: with(func(s *serverScript) {
+				s.sh = func(sh *serverHello) { sh.keyShare = keyShare{P256, sh.keyShare.data} }
+			}), alert: AlertIllegalParameter, status: syscall.EACCES},
+		{name: "selected_identity out of range", cfg: bothModes,
+			script: with(func(s *serverScript) { s.sh = func(sh *serverHello) { sh.selectedIdentity = 1 } }),
+			alert:  AlertIllegalParameter, status: syscall.EACCES},
+		{name: "no pre_shared_key", script: with(func(s *serverScript) { s.sh = func(sh *serverHello) { sh.hasPSK = false } }),
+			alert: AlertHandshakeFailure, status: syscall.EACCES},
+		{name: "cipher suite not offered", script: with(func(s *serverScript) {
+			s.sh = func(sh *serverHello) { sh.cipherSuite = TLS_CHACHA20_POLY1305_SHA256 }
+		}), alert: AlertIllegalParameter, status: syscall.EACCES},
+		{name: "session ID not echoed", script: with(func(s *serverScript) {
+			s.sh = func(sh *serverHello) { sh.sessionID = []byte("x") }
+		}), alert: AlertIllegalParameter, status: syscall.EACCES},
+		{name: "compression", script: with(func(s *serverScript) { s.sh = func(sh *serverHello) { sh.compression = 1 } }),
+			alert: AlertIllegalParameter, status: syscall.EACCES},
+		{name: "TLS 1.2", script: with(func(s *serverScript) { s.sh = func(sh *serverHello) { sh.supportedVersion = 0x0303 } }),
+			alert: AlertProtocolVersion, status: syscall.EACCES},
+		{name: "cookie outside a HelloRetryRequest", script: with(func(s *serverScript) {
+			s.sh = func(sh *serverHello) { sh.cookie = []byte("c") }
+		}), alert: AlertUnsupportedExtension, status: syscall.EACCES},
+		{name: "EncryptedExtensions: early_data not offered", script: with(func(s *serverScript) {
+			s.eeRaw = []byte{typeEncryptedExtensions, 0, 0, 6, 0, 4, 0, byte(extEarlyData), 0, 0}
+		}), alert: AlertUnsupportedExtension, status: syscall.EACCES},
+		{name: "EncryptedExtensions: record_size_limit not offered", script: with(func(s *serverScript) {
+			s.ee = func(ee *encryptedExtensions) { ee.recordSizeLimit = 1024 }
+		}), alert: AlertUnsupportedExtension, status: syscall.EACCES},
+		{name: "EncryptedExtensions: server_name not sent", script: with(func(s *serverScript) {
+			s.ee = func(ee *encryptedExtensions) { ee.serverNameAck = true }
+		}), alert: AlertUnsupportedExtension, status: syscall.EACCES},
+		{name: "EncryptedExtensions: key_share", script: with(func(s *serverScript) {
+			s.eeRaw = []byte{typeEncryptedExtensions, 0, 0, 6, 0, 4, 0, byte(extKeyShare), 0, 0}
+		}), alert: AlertIllegalParameter, status: syscall.EACCES},
+		{name: "EncryptedExtensions: unknown extension", script: with(func(s *serverScript) {
+			s.eeRaw = []byte{typeEncryptedExtensions, 0, 0, 6, 0, 4, 0xfa, 0xfa, 0, 0}
+		}), alert: AlertUnsupportedExtension, status: syscall.EACCES},
+		{name: "certificate in a PSK handshake", script: with(func(s *serverScript) {
+			s.flight = func(p *peer, ee, fin []byte) {
+				p.send(recordTypeHandshake, append(slices.Clone(ee), typeCertificate, 0, 0, 4, 0, 0, 0, 0))
+			}
+		}), alert: AlertUnexpectedMessage, status: syscall.EACCES},
+		{name: "plaintext alert once keys are set", script: with(func(s *serverScript) {
+			s.flight = func(p *peer, ee, fin []byte) { p.raw(record(recordTypeAlert, []byte{2, byte(AlertHandshakeFailure)})) }
+		}), alert: AlertUnexpectedMessage, status: syscall.EACCES},
+		{name: "protected alert in place of EncryptedExtensions", script: with(func(s *serverScript) {
+			s.flight = func(p *peer, ee, fin []byte) { p.send(recordTypeAlert, []byte{2, byte(AlertUnknownPSKIdentity)}) }
+		}), alert: AlertUnknownPSKIdentity, received: true, status: syscall.EKEYREJECTED},
+		{name: "plaintext record after the keys", script: with(func(s *serverScript) {
+			s.flight = func(p *peer, ee, fin []byte) { p.raw(record(recordTypeHandshake, append(ee, fin...))) }
+		}), alert: AlertUnexpectedMessage, status: syscall.EACCES},
+		{name: "CCS inside the ServerHello", script: with(func(s *serverScript) {
+			s.shRecords = func(p *peer, sh []byte) {
+				p.send(recordTypeHandshake, sh[:10])
+				p.send(recordTypeChangeCipherSpec, []byte{1})
+				p.send(recordTypeHandshake, sh[10:])
+			}
+		}), alert: AlertUnexpectedMessage, status: syscall.EACCES},
+		{name: "inner plaintext over 2^14+1", script: with(func(s *serverScript) {
+			s.flight = func(p *peer, ee, fin []byte) { p.send(recordTypeHandshake, make([]byte, 1<<14+1)) }
+		}), alert: AlertRecordOverflow, status: syscall.EACCES},
+		{name: "padding past 2^14+1", script: with(func(s *serverScript) {
+			s.flight = func(p *peer, ee, fin []byte) { p.sendPadded(recordTypeHandshake, ee, 1<<14) }
+		}), alert: AlertRecordOverflow, status: syscall.EACCES},
+		{name: "HelloRetryRequest for a group already shared", cfg: &Config{Groups: []Group{X25519, P256}},
+			script: serverScript{dhe: true, hrr: X25519}, alert: AlertIllegalParameter, status: syscall.EACCES},
+		{name: "HelloRetryRequest for a group not offered", cfg: &Config{Groups: []Group{X25519, P256}},
+			script: serverScript{dhe: true, hrr: P384}, alert: AlertIllegalParameter, status: syscall.EACCES},
+		{name: "HelloRetryRequest that changes nothing", cfg: &Config{Groups: []Group{X25519, P256}},
+			script: serverScript{dhe: true, hrr: P256, editHRR: func(h *serverHello) { h.selectedGroup = 0 }},
+			alert:  AlertIllegalParameter, status: syscall.EACCES},
+		{name: "HelloRetryRequest with a suite not offered", cfg: &Config{Groups: []Group{X25519, P256}},
+			script: serverScript{dhe: true, hrr: P256, editHRR: func(h *serverHello) { h.cipherSuite = TLS_AES_256_GCM_SHA384 }},
+			alert:  AlertIllegalParameter, status: syscall.EACCES},
+		{name: "second HelloRetryRequest", cfg: &Config{Groups: []Group{X25519, P256, P384}},
+			script: serverScript{dhe: true, hrr: P256, shRaw: func([]byte) []byte {
+				hrr := &serverHello{random: helloRetryRequestRandom[:], cipherSuite: TLS_AES_128_GCM_SHA256,
+					supportedVersion: VersionTLS13, selectedGroup: P384}
+				return must(hrr.marshal())
+			}}, alert: AlertUnexpectedMessage, status: syscall.EACCES},
+		{name: "received alert before the ServerHello", script: with(func(s *serverScript) {
+			s.shRaw = func([]byte) []byte { return nil }
+			s.beforeFlight = func(p *peer) { p.raw(record(recordTypeAlert, []byte{2, byte(AlertDecryptError)})) }
+		}), alert: AlertDecryptError, received: true, status: syscall.EACCES},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err, a := hostileClient(t, tc.cfg, tc.script, nil)
+			wantOutcome(t, err, a, tc.alert, tc.received, tc.status)
+		})
+	}
+}
+
+// TestHostilePostHandshake: after the handshake the engine reads what
+// the peer sends; KeyUpdates and handshake messages are bounded.
+func TestHostilePostHandshake(t *testing.T) {
+	keyUpdates := func(n int, req uint8) func(p *peer) {
+		return func(p *peer) {
+			for range n {
+				p.send(recordTypeHandshake, marshalKeyUpdate(req))
+				p.out.setTrafficSecret(p.out.suite, NextTrafficSecret(p.out.suite, p.out.secret))
+			}
+			p.send(recordTypeApplicationData, []byte("after the updates"))
+		}
+	}
+	withData := func(p *peer) {
+		for range 3 * maxKeyUpdates {
+			p.send(recordTypeHandshake, marshalKeyUpdate(0))
+			p.out.setTrafficSecret(p.out.suite, NextTrafficSecret(p.out.suite, p.out.secret))
+			p.send(recordTypeApplicationData, []byte("x"))
+		}
+	}
+	bigMessage := func(p *peer) {
+		// A message that announces 1 MiB, sent a record at a time.
+		p.send(recordTypeHandshake, []byte{typeNewSessionTicket, 0x10, 0, 0})
+		for range 4 {
+			p.send(recordTypeHandshake, make([]byte, 1<<14))
+		}
+	}
+	type side struct {
+		name string
+		run  func(t *testing.T, after func(*peer)) (error, engineAlert)
+	}
+	sides := []side{
+		{"server", func(t *testing.T, after func(*peer)) (error, engineAlert) {
+			return hostileServer(t, nil, clientScript{after: after}, readAll)
+		}},
+		{"client", func(t *testing.T, after func(*peer)) (error, engineAlert) {
+			return hostileClient(t, nil, serverScript{dhe: true, after: after}, readAll)
+		}},
+	}
+	for _, sd := range sides {
+		t.Run(sd.name, func(t *testing.T) {
+			t.Run("KeyUpdates up to the limit", func(t *testing.T) {
+				if err, a := sd.run(t, keyUpdates(maxKeyUpdates, 0)); err != io.EOF || a.ok {
+					t.Errorf("engine %v, peer saw %v", err, a)
+				}
+			})
+			t.Run("KeyUpdates between data", func(t *testing.T) {
+				if err, a := sd.run(t, withData); err != io.EOF || a.ok {
+					t.Errorf("engine %v, peer saw %v", err, a)
+				}
+			})
+			t.Run("KeyUpdate flood", func(t *testing.T) {
+				err, a := sd.run(t, keyUpdates(maxKeyUpdates+1, 0))
+				wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+			})
+			t.Run("huge post-handshake message", func(t *testing.T) {
+				err, a := sd.run(t, bigMessage)
+				wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+			})
+			t.Run("plaintext alert", func(t *testing.T) {
+				err, a := sd.run(t, func(p *peer) { p.raw(record(recordTypeAlert, []byte{2, byte(AlertInternalError)})) })
+				wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+			})
+			t.Run("CCS", func(t *testing.T) {
+				err, a := sd.run(t, func(p *peer) { p.raw(record(recordTypeChangeCipherSpec, []byte{1})) })
+				wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+			})
+			t.Run("KeyUpdate with a bad request value", func(t *testing.T) {
+				err, a := sd.run(t, func(p *peer) { p.send(recordTypeHandshake, marshalKeyUpdate(2)) })
+				wantOutcome(t, err, a, AlertIllegalParameter, false, syscall.EACCES)
+			})
+			t.Run("data inside a fragmented message", func(t *testing.T) {
+				err, a := sd.run(t, func(p *peer) {
+					p.send(recordTypeHandshake, marshalKeyUpdate(0)[:2])
+					p.send(recordTypeApplicationData, []byte("x"))
+				})
+				wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+			})
+			t.Run("KeyUpdate requested", func(t *testing.T) {
+				// The engine answers under its old keys, then switches.
+				err, a := sd.run(t, func(p *peer) {
+					p.send(recordTypeHandshake, marshalKeyUpdate(1))
+					p.out.setTrafficSecret(p.out.suite, NextTrafficSecret(p.out.suite, p.out.secret))
+					typ, data, err := p.record()
+					if err != nil || typ != recordTypeHandshake || !bytes.Equal(data, marshalKeyUpdate(0)) {
+						t.Errorf("engine answered %d %x %v, want KeyUpdate(update_not_requested)", typ, data, err)
+					}
+				})
+				if err != io.EOF || a.ok {
+					t.Errorf("engine %v, peer saw %v", err, a)
+				}
+			})
+			t.Run("close_notify", func(t *testing.T) {
+				err, a := sd.run(t, func(p *peer) { p.send(recordTypeAlert, []byte{1, 0}) })
+				if err != io.EOF || a.ok {
+					t.Errorf("engine %v, peer saw %v", err, a)
+				}
+			})
+			t.Run("fatal alert", func(t *testing.T) {
+				err, a := sd.run(t, func(p *peer) { p.send(recordTypeAlert, []byte{2, byte(AlertUnknownPSKIdentity)}) })
+				wantOutcome(t, err, a, AlertUnknownPSKIdentity, true, syscall.EKEYREJECTED)
+			})
+		})
+	}
+}
