@@ -1113,3 +1113,24 @@ func TestHostilePostHandshake(t *testing.T) {
 		})
 	}
 }
+
+// TestMarshalTooLarge: a message whose fields overflow their length
+// prefixes is an error, never a panic (issue 14).
+func TestMarshalTooLarge(t *testing.T) {
+	ch := &clientHello{random: make([]byte, 32), cipherSuites: DefaultCipherSuites,
+		pskIdentities: []pskIdentity{{identity: make([]byte, 0xffff)}}, pskBinders: [][]byte{make([]byte, 32)}}
+	if _, err := ch.marshal(); err == nil {
+		t.Error("ClientHello with a 64 KiB identity marshalled")
+	}
+	sh := &serverHello{random: make([]byte, 32), keyShare: keyShare{X25519, make([]byte, 0x10000)}}
+	if _, err := sh.marshal(); err == nil {
+		t.Error("ServerHello with a 64 KiB key share marshalled")
+	}
+	psk := hostilePSK
+	psk.Identity = make([]byte, 65400)
+	cc, _ := testtool.TCPPair(t)
+	err := Client(cc, &Config{PSKs: []PSK{psk}}).Handshake(context.Background())
+	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("at most")) {
+		t.Errorf("65,400-byte identity: %v, want a clear refusal", err)
+	}
+}
