@@ -140,14 +140,20 @@ func (p *peer) next() ([]byte, engineAlert) {
 	return msg, engineAlert{}
 }
 
-// finish half-closes the connection, so that an engine still waiting
-// for the peer fails at once, and returns the alert the engine sends, if
-// any, skipping whatever else it sends first.
-func (p *peer) finish() engineAlert {
+// hangUp half-closes the connection: the engine reads EOF after what
+// was sent.
+func (p *peer) hangUp() {
 	if !p.closed {
 		p.conn.CloseWrite()
 		p.closed = true
 	}
+}
+
+// finish half-closes the connection, so that an engine still waiting
+// for the peer fails at once, and returns the alert the engine sends, if
+// any, skipping whatever else it sends first.
+func (p *peer) finish() engineAlert {
+	p.hangUp()
 	for {
 		typ, data, err := p.record()
 		if err != nil {
@@ -248,7 +254,7 @@ type clientScript struct {
 	// hello2 edits the second ClientHello (after a HelloRetryRequest).
 	hello2    func(*clientHello)
 	unsigned2 func([]byte) []byte
-	signed2   func([]byte) []byte
+	signed2   func(raw, prefix []byte) []byte // prefix: what the binders cover before raw
 	// beforeFinished runs after the server flight, before our Finished
 	// (under the client handshake keys); finished edits our Finished.
 	beforeFinished func(p *peer)
@@ -371,10 +377,16 @@ func (s clientScript) run(p *peer) engineAlert {
 		}
 		raw = sign(&ch2, psks, func(crypto.Hash) []byte { return prefix }, s.unsigned2)
 		if s.signed2 != nil {
-			raw = s.signed2(slices.Clone(raw))
+			raw = s.signed2(slices.Clone(raw), prefix)
 		}
 		p.send(recordTypeHandshake, raw)
 		ch = &ch2
+		if s.signed2 != nil {
+			var parsed clientHello // what was really sent, if it parses
+			if parsed.unmarshal(raw) == nil {
+				ch = &parsed
+			}
+		}
 		if msg, a = p.next(); msg == nil {
 			return a
 		}
@@ -384,15 +396,18 @@ func (s clientScript) run(p *peer) engineAlert {
 	}
 
 	suite := sh.cipherSuite
-	psk := psks[sh.selectedIdentity]
-	if ch.pskIdentities[sh.selectedIdentity].identity == nil || !bytes.Equal(ch.pskIdentities[sh.selectedIdentity].identity, psk.Identity) {
-		// After a hostile edit the identity list may differ from psks.
-		for _, q := range psks {
-			if bytes.Equal(q.Identity, ch.pskIdentities[sh.selectedIdentity].identity) {
-				psk = q
-			}
-		}
+	// The PSK the engine chose, by identity: after a hostile edit the
+	// identities sent may differ from psks.
+	if int(sh.selectedIdentity) >= len(ch.pskIdentities) {
+		p.t.Fatalf("engine selected identity %d of %d", sh.selectedIdentity, len(ch.pskIdentities))
 	}
+	i := slices.IndexFunc(psks, func(q PSK) bool {
+		return bytes.Equal(q.Identity, ch.pskIdentities[sh.selectedIdentity].identity)
+	})
+	if i < 0 {
+		p.t.Fatalf("engine selected identity %d, which has no key", sh.selectedIdentity)
+	}
+	psk := psks[i]
 	var shared []byte
 	if sh.keyShare.group != 0 {
 		var err error
