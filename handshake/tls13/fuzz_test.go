@@ -310,7 +310,7 @@ func handshakeBytes(b []byte) []byte {
 // checks, with every binder verifying under the server's code.
 func FuzzClientHelloConfig(f *testing.F) {
 	f.Add([]byte{1, 0x00, 0x20, 0, 2, 0, 1, 0, 1, 1, 0, 0})
-	f.Add([]byte{1, 0xff, 0x78, 0, 1, 0, 1, 0, 1, 1, 0, 0}) // a 65,400-byte identity (issue 14)
+	f.Add([]byte{1, 0xff, 0x78, 0, 1, 0, 1, 0, 1, 1, 0, 0})    // a 65,400-byte identity (issue 14)
 	f.Add([]byte{1, 0xff, 0xdc, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0}) // 65,500 bytes: past what the ClientHello can hold
 	f.Add([]byte{3, 0x01, 0x00, 1, 0x00, 0x40, 0, 0x10, 0, 2, 3, 1, 5, 4, 0, 1, 2, 1, 1, 2, 0, 8, 0x10, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
