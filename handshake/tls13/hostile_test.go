@@ -61,7 +61,7 @@ func doneStatusOf(err error) syscall.Errno {
 // protection, and the handshake bytes it has read but not consumed.
 type peer struct {
 	t       *testing.T
-	conn    *net.TCPConn
+	conn    *net.UnixConn
 	in, out halfConn
 	hand    []byte
 	rand    io.Reader
@@ -165,6 +165,30 @@ func (p *peer) finish() engineAlert {
 	}
 }
 
+// socketPair is a connected pair of stream sockets. The hostile cases
+// need no TCP (the no-over-read property has tests of its own), and a
+// socketpair is much cheaper to set up per fuzz input than a loopback
+// connection; half-close and deadlines work the same.
+func socketPair(t *testing.T) (a, b *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.UnixConn)
+	}
+	a, b = conn(fds[0]), conn(fds[1])
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
 // hostileRun runs the engine (made by newEngine on its end of a TCP
 // pair) against script, and returns the engine's error and the alert the
 // peer saw. post, if set, runs on the engine after a successful handshake
@@ -177,7 +201,7 @@ type hostileRun struct {
 
 func (h hostileRun) run(t *testing.T) (error, engineAlert) {
 	t.Helper()
-	ec, pc := testtool.TCPPair(t)
+	ec, pc := socketPair(t)
 	pc.SetDeadline(time.Now().Add(10 * time.Second))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
