@@ -25,6 +25,7 @@ import (
 
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/handshake/tlsrecord"
 )
 
 // ErrUnsupported: the kernel cannot change kTLS keys (Linux before 6.14).
@@ -32,9 +33,9 @@ var ErrUnsupported = errors.New("rekey: this kernel cannot replace kTLS keys (ne
 
 // Record content types and handshake message types (RFC 8446).
 const (
-	recordAlert     = 21
-	recordHandshake = 22
-	recordData      = 23
+	recordAlert     = tlsrecord.TypeAlert
+	recordHandshake = tlsrecord.TypeHandshake
+	recordData      = tlsrecord.TypeApplicationData
 
 	msgNewSessionTicket = 4
 	msgKeyUpdate        = 24

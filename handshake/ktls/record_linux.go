@@ -6,6 +6,7 @@ import (
 	"io"
 	"unsafe"
 
+	"github.com/tlshd-go/tlshd-go/handshake/tlsrecord"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,7 +15,7 @@ const (
 	tlsSetRecordType = 1 // TLS_SET_RECORD_TYPE, sendmsg
 	tlsGetRecordType = 2 // TLS_GET_RECORD_TYPE, recvmsg
 
-	recordTypeApplicationData = 23
+	recordTypeApplicationData = tlsrecord.TypeApplicationData
 )
 
 // SendRecord sends data as one record of content type typ (21 alert, 22

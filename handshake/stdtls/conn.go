@@ -5,15 +5,17 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/tlshd-go/tlshd-go/handshake/tlsrecord"
 )
 
 const (
-	recordHeaderLen = 5
+	recordHeaderLen = tlsrecord.HeaderLen
 
-	recordTypeChangeCipherSpec = 20
-	recordTypeAlert            = 21
-	recordTypeHandshake        = 22
-	recordTypeApplicationData  = 23
+	recordTypeChangeCipherSpec = tlsrecord.TypeChangeCipherSpec
+	recordTypeAlert            = tlsrecord.TypeAlert
+	recordTypeHandshake        = tlsrecord.TypeHandshake
+	recordTypeApplicationData  = tlsrecord.TypeApplicationData
 
 	// An encrypted alert is 2 bytes of alert, 1 of inner type and a
 	// 16-byte tag; keep a little room for padding peers.

@@ -111,6 +111,12 @@ func (c *Config) pskModes(isClient bool) []PSKMode {
 	return []PSKMode{PSKModeDHE, PSKModeKE}
 }
 
+// maxPSKExtension bounds a client's pre_shared_key extension: the
+// ClientHello's extensions block has a 16-bit length, and the other
+// extensions take at most about 2.5 KiB (key shares for every group, one
+// ML-KEM, included); 4 KiB are left for them.
+const maxPSKExtension = 0xffff - 4096
+
 // check rejects settings the engine cannot honour, before any byte is
 // sent.
 func (c *Config) check(isClient bool) error {
@@ -138,6 +144,11 @@ func (c *Config) check(isClient bool) error {
 	if c.RecordSizeLimit != 0 && (c.RecordSizeLimit < 64 || c.RecordSizeLimit > maxPlaintext+1) {
 		return fmt.Errorf("tls13: record size limit %d out of range 64..%d", c.RecordSizeLimit, maxPlaintext+1)
 	}
+	for i, g := range c.groups() {
+		if slices.Contains(c.groups()[:i], g) {
+			return fmt.Errorf("tls13: group %v listed twice", g)
+		}
+	}
 	if isClient {
 		if len(c.PSKs) == 0 {
 			return errors.New("tls13: client has no PSK to offer")
@@ -145,10 +156,20 @@ func (c *Config) check(isClient bool) error {
 		if len(c.PSKs) > maxIdentities {
 			return fmt.Errorf("tls13: %d PSKs offered, at most %d", len(c.PSKs), maxIdentities)
 		}
+		ext := 4 + 2 + 2 // pre_shared_key header, identities and binders lengths
 		for i := range c.PSKs {
 			if err := c.PSKs[i].check(); err != nil {
 				return err
 			}
+			ext += 2 + len(c.PSKs[i].Identity) + 4 + 1 + c.PSKs[i].Hash.Size()
+		}
+		// The ClientHello's extensions share one 16-bit length; refuse
+		// here, with a clear reason, what could not be encoded.
+		if ext > maxPSKExtension {
+			return fmt.Errorf("tls13: the PSK identities need %d bytes in the ClientHello, at most %d fit", ext, maxPSKExtension)
+		}
+		if len(c.ServerName) > 255 {
+			return fmt.Errorf("tls13: server name of %d bytes", len(c.ServerName))
 		}
 	} else if c.GetPSK == nil {
 		return errors.New("tls13: server has no GetPSK")

@@ -39,8 +39,14 @@ type Conn struct {
 	input []byte // application data not yet returned by Read
 	// readErr is sticky: a failed read leaves the stream unusable.
 	readErr error
-	// inHandshake allows middlebox change_cipher_spec records.
+	// inHandshake allows middlebox change_cipher_spec records, once
+	// helloSeen: from the first ClientHello, sent or received, until
+	// the peer's Finished (RFC 8446, 5).
 	inHandshake bool
+	helloSeen   bool
+	// keyUpdates counts KeyUpdates received since the last application
+	// data, so that a peer cannot keep us rekeying for nothing.
+	keyUpdates int
 	// useless counts consecutive records that carried nothing, so that
 	// a peer cannot keep us busy with them.
 	useless int
@@ -217,8 +223,9 @@ func (c *Conn) readOneRecord() (uint8, []byte, error) {
 	switch {
 	case typ == recordTypeChangeCipherSpec:
 		// Middlebox compatibility (RFC 8446, 5): a single 0x01 byte,
-		// unprotected, during the handshake, is dropped.
-		if !c.inHandshake || n != 1 || body[0] != 1 {
+		// unprotected, after the first ClientHello and before the
+		// peer's Finished, is dropped; never inside a handshake message.
+		if !c.inHandshake || !c.helloSeen || len(c.hand) != 0 || n != 1 || body[0] != 1 {
 			return 0, nil, alertf(AlertUnexpectedMessage, "change_cipher_spec record")
 		}
 		return typ, nil, nil
@@ -234,9 +241,13 @@ func (c *Conn) readOneRecord() (uint8, []byte, error) {
 			return 0, nil, alertf(AlertDecodeError, "empty record of type %d", typ)
 		}
 		return typ, body, nil
-	case typ == recordTypeAlert && c.inHandshake:
-		// A peer that failed before it had our keys alerts in the clear;
-		// accept that to report why, since it ends the connection anyway.
+	case typ == recordTypeAlert && c.inHandshake && !c.isClient:
+		// A client that fails on our ServerHello has no keys yet and
+		// alerts in the clear; accept that to report why, since it ends
+		// the connection anyway. A server has its keys before it sends
+		// anything we could decrypt, so a client refuses a plaintext
+		// alert once its read keys are set (RFC 8446, 5: records after
+		// the keys change are protected).
 		return typ, body, nil
 	case typ != recordTypeApplicationData:
 		return 0, nil, alertf(AlertUnexpectedMessage, "unprotected record of type %d after keys were set", typ)
@@ -290,6 +301,20 @@ func alertFromRecord(data []byte) error {
 
 // maxHandshakeMessage bounds a handshake message; ours are far smaller.
 const maxHandshakeMessage = 1 << 16
+
+// maxPostHandshakeMessage bounds what a post-handshake message may
+// buffer: a KeyUpdate is 5 bytes, and the NewSessionTickets a client
+// skips are a few hundred (a ticket is at most 2^16-1 bytes, but nobody
+// sends such).
+const maxPostHandshakeMessage = 1 << 14
+
+// maxKeyUpdates is how many KeyUpdates in a row, with no application
+// data between them, we answer before deciding the peer is only making
+// us work. BoringSSL allows 32, but a sender that updates every N bytes
+// written may send a burst after one large write: tlshd-go's own
+// `connect --key-update-bytes 1000` sends 33 in a row after a 32 KiB
+// write.
+const maxKeyUpdates = 256
 
 // readHandshakeLocked returns the next whole handshake message, header
 // included, assembled from as many records as it takes. During the
@@ -419,12 +444,19 @@ func (c *Conn) readPostHandshakeLocked() error {
 		if len(c.hand) != 0 {
 			return c.failRead(alertf(AlertUnexpectedMessage, "application data inside a handshake message"))
 		}
+		if len(data) > 0 {
+			c.keyUpdates = 0
+		}
 		c.input = data
 		return nil
 	case recordTypeAlert:
 		return alertFromRecord(data)
 	}
 	c.hand = append(c.hand, data...)
+	if len(c.hand) >= 4 && msgLen(c.hand) > maxPostHandshakeMessage {
+		// Buffer no more than a message we could act on.
+		return c.failRead(alertf(AlertUnexpectedMessage, "post-handshake message of %d bytes", msgLen(c.hand)))
+	}
 	for len(c.hand) >= 4 && len(c.hand) >= 4+msgLen(c.hand) {
 		msg, _ := c.readHandshakeLocked() // whole message buffered: no I/O
 		if err := c.handlePostHandshake(msg); err != nil {
@@ -451,6 +483,9 @@ func (c *Conn) handlePostHandshake(msg []byte) error {
 		req, err := unmarshalKeyUpdate(msg)
 		if err != nil {
 			return err
+		}
+		if c.keyUpdates++; c.keyUpdates > maxKeyUpdates {
+			return alertf(AlertUnexpectedMessage, "%d KeyUpdates without application data", c.keyUpdates)
 		}
 		if err := c.checkKeyChange(); err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -81,7 +82,10 @@ func FuzzClientHello(f *testing.F) {
 		}
 		m2 := m
 		m2.sessionID = bytes.Clone(m.sessionID)
-		raw := m2.marshal()
+		raw, err := m2.marshal()
+		if err != nil {
+			t.Fatalf("re-marshal of a parsed ClientHello: %v", err)
+		}
 		var m3 clientHello
 		if err := m3.unmarshal(raw); err != nil {
 			t.Fatalf("re-parse: %v", err)
@@ -101,7 +105,7 @@ func FuzzServerHello(f *testing.F) {
 	seedsFromVectors(f, "s3.server_hello", "s4.server_hello")
 	hrr := &serverHello{random: helloRetryRequestRandom[:], cipherSuite: TLS_AES_128_GCM_SHA256,
 		supportedVersion: VersionTLS13, selectedGroup: P256, cookie: []byte("c")}
-	f.Add(hrr.marshal())
+	f.Add(must(hrr.marshal()))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var m serverHello
 		if err := m.unmarshal(data); err != nil {
@@ -109,7 +113,7 @@ func FuzzServerHello(f *testing.F) {
 		}
 		m2 := m
 		var m3 serverHello
-		if err := m3.unmarshal(m2.marshal()); err != nil {
+		if err := m3.unmarshal(must(m2.marshal())); err != nil {
 			t.Fatalf("re-parse: %v", err)
 		}
 		if m.cipherSuite != m3.cipherSuite || m.supportedVersion != m3.supportedVersion ||
@@ -130,7 +134,7 @@ func FuzzEncryptedExtensions(f *testing.F) {
 		}
 		var m2 encryptedExtensions
 		m.earlyData = false // never sent by us
-		if err := m2.unmarshal(m.marshal()); err != nil {
+		if err := m2.unmarshal(must(m.marshal())); err != nil {
 			t.Fatal(err)
 		}
 		if m.recordSizeLimit != m2.recordSizeLimit || m.serverNameAck != m2.serverNameAck {
@@ -150,6 +154,14 @@ func FuzzPostHandshakeMessages(f *testing.F) {
 			t.Fatal("Finished round trip")
 		}
 	})
+}
+
+// must is for messages a test builds, which always fit.
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // scriptConn feeds fixed bytes to a Conn and swallows what it writes.
@@ -200,7 +212,7 @@ func FuzzClientRecords(f *testing.F) {
 	psk := testPSK("fuzz", crypto.SHA256)
 	sh := &serverHello{random: make([]byte, 32), cipherSuite: TLS_AES_128_GCM_SHA256,
 		supportedVersion: VersionTLS13, hasPSK: true}
-	f.Add(record(recordTypeHandshake, sh.marshal()))
+	f.Add(record(recordTypeHandshake, must(sh.marshal())))
 	f.Add(record(recordTypeAlert, []byte{2, 115}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		sc := &scriptConn{r: bytes.NewReader(data)}
@@ -266,4 +278,131 @@ func dupExtension(t *testing.T, ch []byte) []byte {
 	n := len(out) - 4
 	out[1], out[2], out[3] = byte(n>>16), byte(n>>8), byte(n)
 	return out
+}
+
+// writeConn records what a Conn writes and reads nothing.
+type writeConn struct {
+	scriptConn
+	out []byte
+}
+
+func (c *writeConn) Write(p []byte) (int, error) { c.out = append(c.out, p...); return len(p), nil }
+
+// handshakeBytes joins the bodies of the plaintext handshake records in
+// b, in order, and stops at anything else.
+func handshakeBytes(b []byte) []byte {
+	var out []byte
+	for len(b) >= recordHeaderLen && b[0] == recordTypeHandshake {
+		n := int(b[3])<<8 | int(b[4])
+		if len(b) < recordHeaderLen+n {
+			break
+		}
+		out = append(out, b[recordHeaderLen:recordHeaderLen+n]...)
+		b = b[recordHeaderLen+n:]
+	}
+	return out
+}
+
+// FuzzClientHelloConfig builds ClientHellos from random client settings
+// (identities up to 64 KiB, groups, suites, modes, key shares, server
+// name, record size limit): each is refused cleanly by Config.check or
+// marshals, and what is sent goes through the server's parser and
+// checks, with every binder verifying under the server's code.
+func FuzzClientHelloConfig(f *testing.F) {
+	f.Add([]byte{1, 0x00, 0x20, 0, 2, 0, 1, 0, 1, 1, 0, 0})
+	f.Add([]byte{1, 0xff, 0x78, 0, 1, 0, 1, 0, 1, 1, 0, 0})    // a 65,400-byte identity (issue 14)
+	f.Add([]byte{1, 0xff, 0xdc, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0}) // 65,500 bytes: past what the ClientHello can hold
+	f.Add([]byte{3, 0x01, 0x00, 1, 0x00, 0x40, 0, 0x10, 0, 2, 3, 1, 5, 4, 0, 1, 2, 1, 1, 2, 0, 8, 0x10, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := bytes.NewReader(data)
+		byte1 := func() int { b, _ := s.ReadByte(); return int(b) }
+		uint16v := func() int { return byte1()<<8 | byte1() }
+		allGroups := []Group{X25519, P256, P384, FFDHE2048, FFDHE3072, X25519MLKEM768, 0x1234}
+		allSuites := []CipherSuite{TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, 0x1304}
+
+		cfg := &Config{Rand: fixedRand(4)}
+		for i := range byte1() % 6 {
+			n := uint16v()
+			h := []crypto.Hash{crypto.SHA256, crypto.SHA384, crypto.SHA512}[byte1()%3]
+			id := bytes.Repeat([]byte{'a' + byte(i)}, n)
+			key := bytes.Repeat([]byte{byte(i + 1)}, max(h.Size(), 1))
+			cfg.PSKs = append(cfg.PSKs, PSK{Identity: id, Key: key, Hash: h})
+		}
+		if n := byte1() % 5; n > 0 {
+			cfg.Groups = []Group{}
+			for range n {
+				cfg.Groups = append(cfg.Groups, allGroups[byte1()%len(allGroups)])
+			}
+		}
+		if n := byte1() % 4; n > 0 {
+			cfg.CipherSuites = []CipherSuite{}
+			for range n {
+				cfg.CipherSuites = append(cfg.CipherSuites, allSuites[byte1()%len(allSuites)])
+			}
+		}
+		if n := byte1() % 3; n > 0 {
+			cfg.PSKModes = []PSKMode{}
+			for range n {
+				cfg.PSKModes = append(cfg.PSKModes, PSKMode(byte1()%3))
+			}
+		}
+		cfg.KeyShares = byte1() % 4
+		cfg.ServerName = string(bytes.Repeat([]byte{'s'}, byte1()*2))
+		cfg.RecordSizeLimit = uint16v() % (maxPlaintext + 100)
+
+		wc := &writeConn{scriptConn: scriptConn{r: bytes.NewReader(nil)}}
+		err := Client(wc, cfg).Handshake(context.Background())
+		if cerr := cfg.check(true); cerr != nil {
+			if !errors.Is(err, cerr) && err.Error() != cerr.Error() {
+				t.Fatalf("config refused (%v) but handshake said %v", cerr, err)
+			}
+			// Nothing but the internal_error alert that says we gave up.
+			if !bytes.Equal(wc.out, record(recordTypeAlert, []byte{2, byte(AlertInternalError)})) {
+				t.Fatalf("refused config sent %x", wc.out)
+			}
+			return
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			// Sent its ClientHello, then the empty script hung up.
+		} else {
+			var ae *AlertError
+			if !errors.As(err, &ae) || ae.Alert != AlertInternalError {
+				t.Fatalf("handshake error %v", err)
+			}
+			return // e.g. no suite matches any PSK's hash
+		}
+		msg := handshakeBytes(wc.out)
+		var ch clientHello
+		if err := ch.unmarshal(msg); err != nil {
+			t.Fatalf("server cannot parse the ClientHello: %v", err)
+		}
+		hs := &serverHandshakeState{c: Server(nil, &Config{GetPSK: keyring(cfg.PSKs...)}), hello: &ch}
+		if err := hs.checkClientHello(&ch); err != nil {
+			t.Fatalf("server refuses the ClientHello: %v", err)
+		}
+		if len(ch.pskIdentities) != len(cfg.PSKs) || string(ch.random) == "" || ch.serverName != cfg.ServerName {
+			t.Fatalf("ClientHello carries %d identities for %d PSKs", len(ch.pskIdentities), len(cfg.PSKs))
+		}
+		for i, psk := range cfg.PSKs {
+			if !bytes.Equal(ch.pskIdentities[i].identity, psk.Identity) {
+				t.Fatalf("identity %d changed", i)
+			}
+			hs.psk, hs.pskIndex = &cfg.PSKs[i], i
+			hs.transcript = psk.Hash.New()
+			hs.transcript.Write(ch.truncated())
+			if err := hs.checkBinder(); err != nil {
+				t.Fatalf("binder %d: %v", i, err)
+			}
+		}
+		for _, s := range ch.cipherSuites {
+			if !slices.Contains(cfg.cipherSuites(), s) {
+				t.Fatalf("offered suite %v not configured", s)
+			}
+		}
+		for _, m := range ch.pskModes {
+			if !slices.Contains(cfg.pskModes(true), PSKMode(m)) {
+				t.Fatalf("offered mode %d not configured", m)
+			}
+		}
+	})
 }

@@ -137,6 +137,7 @@ func (hs *clientHandshakeState) sendClientHello() error {
 		return err
 	}
 	hs.ch1 = hello.raw
+	hs.c.helloSeen = true
 	return hs.writeHandshake(hello.raw)
 }
 
@@ -151,7 +152,9 @@ func (hs *clientHandshakeState) marshalWithBinders(prefix func(crypto.Hash) []by
 		hello.pskIdentities = append(hello.pskIdentities, pskIdentity{identity: o.psk.Identity})
 		hello.pskBinders = append(hello.pskBinders, make([]byte, o.psk.Hash.Size()))
 	}
-	hello.marshal()
+	if _, err := hello.marshal(); err != nil {
+		return err
+	}
 	binders := make([][]byte, len(hs.offered))
 	var sums [2][]byte // transcript hash per hash function, computed once
 	for i, o := range hs.offered {

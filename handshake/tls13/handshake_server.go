@@ -75,6 +75,7 @@ func (hs *serverHandshakeState) readClientHello() error {
 	if err != nil {
 		return err
 	}
+	c.helloSeen = true
 	hello := new(clientHello)
 	if err := hello.unmarshal(msg); err != nil {
 		return err
@@ -251,7 +252,10 @@ func (hs *serverHandshakeState) retry() error {
 		supportedVersion: VersionTLS13,
 		selectedGroup:    hs.group,
 	}
-	hs.transcript.Write(hrr.marshal())
+	if _, err := hrr.marshal(); err != nil {
+		return err
+	}
+	hs.transcript.Write(hrr.raw)
 	if err := c.writeRecordLocked(recordTypeHandshake, hrr.raw); err != nil {
 		return err
 	}
@@ -289,8 +293,11 @@ func (hs *serverHandshakeState) retry() error {
 	return nil
 }
 
-// checkRetriedHello enforces the changes a second ClientHello may make:
-// a key share for the group asked for, no early_data, binders.
+// checkRetriedHello enforces the changes a second ClientHello may make
+// (RFC 8446, 4.1.2): a key share for the group asked for, no early_data,
+// the cookie echoed (we send none), padding, and the pre_shared_key
+// binders, with PSKs the selected suite cannot use dropped. Everything
+// else, the random and every other extension included, stays the same.
 func checkRetriedHello(ch1, ch2 *clientHello, group Group) error {
 	switch {
 	case len(ch2.keyShares) != 1 || ch2.keyShares[0].group != group:
@@ -299,15 +306,47 @@ func checkRetriedHello(ch1, ch2 *clientHello, group Group) error {
 		return alertf(AlertIllegalParameter, "second ClientHello offers early data")
 	case ch2.cookie != nil:
 		return alertf(AlertIllegalParameter, "second ClientHello has a cookie we did not send")
-	case string(ch1.sessionID) != string(ch2.sessionID),
+	case string(ch1.random) != string(ch2.random),
+		string(ch1.sessionID) != string(ch2.sessionID),
 		!slices.Equal(ch1.cipherSuites, ch2.cipherSuites),
-		!slices.Equal(ch1.supportedVersions, ch2.supportedVersions),
-		!slices.Equal(ch1.supportedGroups, ch2.supportedGroups),
-		string(ch1.pskModes) != string(ch2.pskModes),
-		ch1.serverName != ch2.serverName:
+		string(ch1.compressionMethods) != string(ch2.compressionMethods),
+		!sameRetainedExtensions(ch1.raw, ch2.raw):
 		return alertf(AlertIllegalParameter, "second ClientHello changed more than the HelloRetryRequest allows")
+	case !isSubsequence(ch2.pskIdentities, ch1.pskIdentities):
+		return alertf(AlertIllegalParameter, "second ClientHello offers PSK identities the first did not")
 	}
 	return nil
+}
+
+// sameRetainedExtensions compares, in order, the extensions of two
+// parsed ClientHellos other than those a retry may change.
+func sameRetainedExtensions(raw1, raw2 []byte) bool {
+	e1, e2 := helloExtensions(raw1), helloExtensions(raw2)
+	for {
+		t1, b1, ok1 := e1.nextRetained()
+		t2, b2, ok2 := e2.nextRetained()
+		if ok1 != ok2 || t1 != t2 || string(b1) != string(b2) {
+			return false
+		}
+		if !ok1 {
+			return true
+		}
+	}
+}
+
+// isSubsequence reports whether every identity of sub appears in full,
+// in the same order, in of (age included, which is 0 for external PSKs).
+func isSubsequence(sub, of []pskIdentity) bool {
+	for _, id := range sub {
+		i := slices.IndexFunc(of, func(o pskIdentity) bool {
+			return string(o.identity) == string(id.identity) && o.age == id.age
+		})
+		if i < 0 {
+			return false
+		}
+		of = of[i+1:]
+	}
+	return true
 }
 
 // checkBinder verifies the binder of the chosen PSK, and only that one
@@ -361,7 +400,10 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 		shared = s
 		sh.keyShare = keyShare{hs.group, share}
 	}
-	hs.transcript.Write(sh.marshal())
+	if _, err := sh.marshal(); err != nil {
+		return err
+	}
+	hs.transcript.Write(sh.raw)
 	if err := c.writeRecordLocked(recordTypeHandshake, sh.raw); err != nil {
 		return err
 	}
@@ -384,7 +426,10 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 			ee.recordSizeLimit = uint16(cfg.RecordSizeLimit)
 		}
 	}
-	hs.transcript.Write(ee.marshal())
+	if _, err := ee.marshal(); err != nil {
+		return err
+	}
+	hs.transcript.Write(ee.raw)
 	fin := marshalFinished(finishedMAC(hs.suite.Hash(), c.out.secret, hs.transcript.Sum(nil)))
 	hs.transcript.Write(fin)
 	// One protected record for both: one AEAD call, one segment.

@@ -362,10 +362,17 @@ func TestKeyUpdateAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	exchange(t, r)
-	if r.client.out.seq != 2 || r.server.out.seq != 1 {
-		// client: ping twice under new keys; server: its own KeyUpdate
-		// reset its sequence, then one echo.
-		t.Logf("client tx seq %d, server tx seq %d", r.client.out.seq, r.server.out.seq)
+	// client: its KeyUpdate reset its sequence, then two pings; server: its own KeyUpdate reset its
+	// sequence, then one echo. Read under outMu: the writes may have
+	// happened on the exchange goroutine.
+	r.client.outMu.Lock()
+	cseq := r.client.out.seq
+	r.client.outMu.Unlock()
+	r.server.outMu.Lock()
+	sseq := r.server.out.seq
+	r.server.outMu.Unlock()
+	if cseq != 2 || sseq != 1 {
+		t.Errorf("client tx seq %d, server tx seq %d, want 2 and 1", cseq, sseq)
 	}
 	if err := r.client.CloseWrite(); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,8 @@
 package tls13
 
 import (
+	"fmt"
+
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -29,6 +31,7 @@ const (
 	extEarlyData           uint16 = 42
 	extSupportedVersions   uint16 = 43
 	extCookie              uint16 = 44
+	extPadding             uint16 = 21
 	extPSKModes            uint16 = 45
 	extKeyShare            uint16 = 51
 )
@@ -89,8 +92,10 @@ var defaultSignatureAlgorithms = []uint16{
 }
 
 // marshal encodes the ClientHello with zeroed binders of the right
-// lengths; the caller patches them in with updateBinders.
-func (m *clientHello) marshal() []byte {
+// lengths; the caller patches them in with updateBinders. It fails,
+// without panicking, when a field overflows its length prefix (a PSK
+// identity list near 64 KiB, say).
+func (m *clientHello) marshal() ([]byte, error) {
 	var b cryptobyte.Builder
 	b.AddUint8(typeClientHello)
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
@@ -194,7 +199,10 @@ func (m *clientHello) marshal() []byte {
 			}
 		})
 	})
-	raw := b.BytesOrPanic()
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("tls13: ClientHello does not fit its length fields: %w", err)
+	}
 	m.bindersLen = 0
 	if len(m.pskIdentities) > 0 {
 		m.bindersLen = 2
@@ -203,7 +211,7 @@ func (m *clientHello) marshal() []byte {
 		}
 	}
 	m.raw = raw
-	return raw
+	return raw, nil
 }
 
 // truncated is Truncate(ClientHello): the message without its binders
@@ -401,6 +409,42 @@ func (m *clientHello) unmarshal(data []byte) (err error) {
 	return nil
 }
 
+// extensionIter walks the extensions of a ClientHello that unmarshal
+// accepted.
+type extensionIter struct{ exts cryptobyte.String }
+
+// helloExtensions returns an iterator over the extensions of raw, a
+// whole ClientHello that unmarshal accepted (empty if it has none).
+func helloExtensions(raw []byte) extensionIter {
+	s := cryptobyte.String(raw)
+	var body, skip, exts cryptobyte.String
+	if !s.Skip(1) || !s.ReadUint24LengthPrefixed(&body) || !body.Skip(2+32) ||
+		!body.ReadUint8LengthPrefixed(&skip) || !body.ReadUint16LengthPrefixed(&skip) ||
+		!body.ReadUint8LengthPrefixed(&skip) || !body.ReadUint16LengthPrefixed(&exts) {
+		return extensionIter{}
+	}
+	return extensionIter{exts}
+}
+
+// nextRetained returns the next extension a second ClientHello must
+// repeat unchanged: not key_share, cookie, early_data, padding or
+// pre_shared_key (RFC 8446, 4.1.2).
+func (it *extensionIter) nextRetained() (uint16, []byte, bool) {
+	for !it.exts.Empty() {
+		var typ uint16
+		var body cryptobyte.String
+		if !it.exts.ReadUint16(&typ) || !it.exts.ReadUint16LengthPrefixed(&body) {
+			return 0, nil, false
+		}
+		switch typ {
+		case extKeyShare, extCookie, extEarlyData, extPadding, extPreSharedKey:
+			continue
+		}
+		return typ, body, true
+	}
+	return 0, nil, false
+}
+
 // serverHello is a ServerHello or, with isHRR, a HelloRetryRequest.
 type serverHello struct {
 	raw              []byte
@@ -420,7 +464,9 @@ func (m *serverHello) isHRR() bool {
 	return string(m.random) == string(helloRetryRequestRandom[:])
 }
 
-func (m *serverHello) marshal() []byte {
+// marshal encodes a ServerHello or HelloRetryRequest; see
+// clientHello.marshal for the error.
+func (m *serverHello) marshal() ([]byte, error) {
 	var b cryptobyte.Builder
 	b.AddUint8(typeServerHello)
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
@@ -455,8 +501,12 @@ func (m *serverHello) marshal() []byte {
 			}
 		})
 	})
-	m.raw = b.BytesOrPanic()
-	return m.raw
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("tls13: handshake message does not fit its length fields: %w", err)
+	}
+	m.raw = raw
+	return raw, nil
 }
 
 // unmarshal parses a ServerHello or HelloRetryRequest. The key_share
@@ -551,7 +601,7 @@ type encryptedExtensions struct {
 	earlyData       bool
 }
 
-func (m *encryptedExtensions) marshal() []byte {
+func (m *encryptedExtensions) marshal() ([]byte, error) {
 	var b cryptobyte.Builder
 	b.AddUint8(typeEncryptedExtensions)
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
@@ -566,8 +616,12 @@ func (m *encryptedExtensions) marshal() []byte {
 			}
 		})
 	})
-	m.raw = b.BytesOrPanic()
-	return m.raw
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("tls13: handshake message does not fit its length fields: %w", err)
+	}
+	m.raw = raw
+	return raw, nil
 }
 
 func (m *encryptedExtensions) unmarshal(data []byte) error {

@@ -1,40 +1,32 @@
 package tls13
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"encoding/binary"
 	"errors"
 
-	"golang.org/x/crypto/chacha20poly1305"
+	"github.com/tlshd-go/tlshd-go/handshake/tlsrecord"
 )
 
-// Record content types (RFC 8446, 5.1).
+// Record content types and sizes, from the one place they are declared.
 const (
-	recordTypeChangeCipherSpec uint8 = 20
-	recordTypeAlert            uint8 = 21
-	recordTypeHandshake        uint8 = 22
-	recordTypeApplicationData  uint8 = 23
-)
+	recordTypeChangeCipherSpec = tlsrecord.TypeChangeCipherSpec
+	recordTypeAlert            = tlsrecord.TypeAlert
+	recordTypeHandshake        = tlsrecord.TypeHandshake
+	recordTypeApplicationData  = tlsrecord.TypeApplicationData
 
-const (
-	recordHeaderLen = 5
-	maxPlaintext    = 1 << 14            // TLSPlaintext.length limit
-	maxCiphertext   = maxPlaintext + 256 // TLSCiphertext.length limit (RFC 8446, 5.2)
-	aeadTagLen      = 16
+	recordHeaderLen = tlsrecord.HeaderLen
+	maxPlaintext    = tlsrecord.MaxPlaintext
+	maxCiphertext   = tlsrecord.MaxCiphertext
 )
 
 // A halfConn is one direction of the record layer: the traffic secret
 // in use and the sequence number of the next record. Before any secret is
-// set, records are plaintext. The AEAD is built on first use, so a
+// set, records are plaintext. The AEAD is keyed on first use, so a
 // connection handed to kTLS never expands keys it will not use.
 type halfConn struct {
 	suite  CipherSuite
 	secret []byte
 	seq    uint64
-	aead   cipher.AEAD // nil until first use
-	iv     [12]byte
-	nonce  [12]byte
+	prot   tlsrecord.Protection // not Ready until first use
 }
 
 // keyed reports whether records in this direction are protected.
@@ -48,58 +40,30 @@ func (hc *halfConn) setTrafficSecret(suite CipherSuite, secret []byte) error {
 		return errors.New("tls13: unsupported cipher suite " + suite.String())
 	}
 	clear(hc.secret)
-	hc.suite, hc.secret, hc.seq, hc.aead = suite, secret, 0, nil
+	hc.prot.Zero()
+	hc.suite, hc.secret, hc.seq = suite, secret, 0
 	return nil
 }
 
-// cipher returns the AEAD for the current secret, deriving it once.
-func (hc *halfConn) cipher() (cipher.AEAD, error) {
-	if hc.aead != nil {
-		return hc.aead, nil
+// protection returns the record protection for the current secret,
+// deriving key and IV once.
+func (hc *halfConn) protection() (*tlsrecord.Protection, error) {
+	if !hc.prot.Ready() {
+		key, iv := TrafficKey(hc.suite, hc.secret)
+		defer clear(key)
+		defer clear(iv)
+		if err := hc.prot.Init(uint16(hc.suite), key, iv); err != nil {
+			return nil, err
+		}
 	}
-	key, iv := TrafficKey(hc.suite, hc.secret)
-	defer clear(key)
-	defer clear(iv)
-	aead, err := newAEAD(hc.suite, key)
-	if err != nil {
-		return nil, err
-	}
-	hc.aead = aead
-	copy(hc.iv[:], iv)
-	return aead, nil
+	return &hc.prot, nil
 }
 
 // zero forgets the keys; the halfConn can no longer protect records.
 func (hc *halfConn) zero() {
 	clear(hc.secret)
-	clear(hc.iv[:])
-	hc.secret, hc.aead = nil, nil
-}
-
-func newAEAD(suite CipherSuite, key []byte) (cipher.AEAD, error) {
-	switch suite {
-	case TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384:
-		block, err := aes.NewCipher(key)
-		if err != nil {
-			return nil, err
-		}
-		return cipher.NewGCM(block)
-	case TLS_CHACHA20_POLY1305_SHA256:
-		return chacha20poly1305.New(key)
-	}
-	return nil, errors.New("tls13: unsupported cipher suite " + suite.String())
-}
-
-// makeNonce is the per-record nonce: the write IV XORed with the 64-bit
-// sequence number, left-padded (RFC 8446, 5.3).
-func (hc *halfConn) makeNonce() []byte {
-	hc.nonce = hc.iv
-	var seq [8]byte
-	binary.BigEndian.PutUint64(seq[:], hc.seq)
-	for i := range seq {
-		hc.nonce[4+i] ^= seq[i]
-	}
-	return hc.nonce[:]
+	hc.prot.Zero()
+	hc.secret = nil
 }
 
 var errSeqOverflow = errors.New("tls13: sequence number exhausted; the keys must be updated")
@@ -114,19 +78,11 @@ func (hc *halfConn) seal(out []byte, typ uint8, data []byte, padding int) ([]byt
 	if hc.seq == ^uint64(0) {
 		return out, errSeqOverflow
 	}
-	aead, err := hc.cipher()
+	p, err := hc.protection()
 	if err != nil {
 		return out, err
 	}
-	n := len(data) + 1 + padding + aeadTagLen
-	out = append(out, recordTypeApplicationData, 3, 3, byte(n>>8), byte(n))
-	hdr := len(out)
-	out = append(out, data...)
-	out = append(out, typ)
-	for range padding {
-		out = append(out, 0)
-	}
-	out = aead.Seal(out[:hdr], hc.makeNonce(), out[hdr:], out[hdr-recordHeaderLen:hdr])
+	out = p.Seal(out, hc.seq, typ, data, padding)
 	hc.seq++
 	return out, nil
 }
@@ -138,28 +94,21 @@ func (hc *halfConn) open(hdr, payload []byte) (uint8, []byte, error) {
 	if hc.seq == ^uint64(0) {
 		return 0, nil, errSeqOverflow
 	}
-	if len(payload) < aeadTagLen+1 {
-		return 0, nil, alertf(AlertBadRecordMAC, "record too short to decrypt")
-	}
-	aead, err := hc.cipher()
+	p, err := hc.protection()
 	if err != nil {
 		return 0, nil, err
 	}
-	plain, err := aead.Open(payload[:0], hc.makeNonce(), payload, hdr)
-	if err != nil {
+	typ, data, err := p.Open(hc.seq, hdr, payload)
+	switch {
+	case errors.Is(err, tlsrecord.ErrDecrypt):
 		return 0, nil, alertf(AlertBadRecordMAC, "record failed to decrypt")
+	case errors.Is(err, tlsrecord.ErrOverflow):
+		return 0, nil, alertf(AlertRecordOverflow, "decrypted record of more than %d bytes", maxPlaintext+1)
+	case errors.Is(err, tlsrecord.ErrNoContentType):
+		return 0, nil, alertf(AlertUnexpectedMessage, "record with no content type")
+	case err != nil:
+		return 0, nil, err
 	}
 	hc.seq++
-	// Strip the zero padding; the last non-zero byte is the real type.
-	i := len(plain) - 1
-	for i >= 0 && plain[i] == 0 {
-		i--
-	}
-	if i < 0 {
-		return 0, nil, alertf(AlertUnexpectedMessage, "record with no content type")
-	}
-	if i > maxPlaintext {
-		return 0, nil, alertf(AlertRecordOverflow, "decrypted record of %d bytes", i)
-	}
-	return plain[i], plain[:i], nil
+	return typ, data, nil
 }
