@@ -182,6 +182,10 @@ func TestParseIdentity(t *testing.T) {
 		{s: "NVMe0R01  s", wantErr: "empty host NQN"},
 		{s: "NVMe0R01 h ", wantErr: "empty subsystem NQN"},
 		{s: "NVMe1R01 h s ", wantErr: "empty PSK digest"},
+		// An empty fourth field has no name: the error says "field"
+		// rather than indexing past the three names.
+		{s: "NVMe1R01 h s d ", wantErr: "empty field"},
+		{s: "NVMe0R01 h s d ", wantErr: "empty field"},
 	}
 	for _, tt := range tests {
 		got, err := ParseIdentity(tt.s)
