@@ -195,10 +195,13 @@ func TestInstallFailsAfterULP(t *testing.T) {
 			t.Errorf("%s with another suite = %v, want an *InstallError at %s", c.step, err, c.step)
 		}
 	}
-	// The ULP is attached already.
+	// The ULP is attached already: its EEXIST is taken as done (the MPTCP
+	// path attaches it before the handshake), so a second Install gets
+	// past TCP_ULP and the kernel judges the keys: 6.12 refuses a second
+	// TLS_TX (EBUSY), a kernel with TLS 1.3 rekey may take it.
 	err := Install(a, testKeys(0x1301, 1), testKeys(0x1301, 2), Options{})
-	if ie := (*InstallError)(nil); !errors.As(err, &ie) || ie.Step != StepULP || !errors.Is(err, unix.EEXIST) {
-		t.Errorf("second Install() = %v, want EEXIST at %s", err, StepULP)
+	if ie := (*InstallError)(nil); err != nil && (!errors.As(err, &ie) || ie.Step == StepULP) {
+		t.Errorf("second Install() = %v, want success or a failure after %s", err, StepULP)
 	}
 }
 
