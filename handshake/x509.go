@@ -192,10 +192,12 @@ func certSubject(s *tls13.Session) string {
 // cannot serve certificates.
 func curvePreferences(groups []tls13.Group) ([]tls.CurveID, error) {
 	ids := map[tls13.Group]tls.CurveID{
-		tls13.X25519:         tls.X25519,
-		tls13.P256:           tls.CurveP256,
-		tls13.P384:           tls.CurveP384,
-		tls13.X25519MLKEM768: tls.X25519MLKEM768,
+		tls13.X25519:             tls.X25519,
+		tls13.P256:               tls.CurveP256,
+		tls13.P384:               tls.CurveP384,
+		tls13.X25519MLKEM768:     tls.X25519MLKEM768,
+		tls13.SecP256r1MLKEM768:  tls.SecP256r1MLKEM768,
+		tls13.SecP384r1MLKEM1024: tls.SecP384r1MLKEM1024,
 	}
 	var out []tls.CurveID
 	for _, g := range groups {

@@ -119,6 +119,9 @@ var groupNames = map[Group]string{
 	FFDHE2048:      "ffdhe2048",
 	FFDHE3072:      "ffdhe3072",
 	X25519MLKEM768: "X25519MLKEM768",
+	// hybrid.go
+	SecP256r1MLKEM768:  "SecP256r1MLKEM768",
+	SecP384r1MLKEM1024: "SecP384r1MLKEM1024",
 }
 
 func (g Group) String() string {
