@@ -178,11 +178,12 @@ func (r *request) validate() error {
 	return nil
 }
 
-// attachKeyrings links the policy's keyrings and the request's own into
-// the key thread's: keys must be possessed to be read. A keyring that
-// fails to link is logged; the credentials step reports what is missing.
+// attachKeyrings links the policy's keyrings, .nvme, .nfs and .nfsd (see
+// requestKeyrings) and the request's own into the key thread's: keys must
+// be possessed to be read. A keyring that fails to link is logged; the
+// credentials step reports what is missing.
 func (d *Daemon) attachKeyrings(r *request) {
-	attached, detach, err := r.keys.Attach(r.policy.Global().Keyrings, r.Keyring)
+	attached, detach, err := r.keys.Attach(requestKeyrings(r.policy.Global().Keyrings), r.Keyring)
 	if err != nil {
 		d.log().Warn("linking keyrings", "err", err)
 	}
