@@ -416,7 +416,7 @@ func (d *decoder) keyrings(path string, v any) []Keyring {
 	return out
 }
 
-var settingsKeys = []string{"reject", "auth", "cipher_suites", "groups", "psk_modes", "timeout", "x509"}
+var settingsKeys = []string{"reject", "auth", "cipher_suites", "groups", "psk_modes", "timeout", "record_size_limit", "x509"}
 
 var x509Keys = []string{"trust_anchors", "certificate", "private_key", "crl",
 	"client_certificate", "allowed_names", "require_eku", "verify_peer_name"}
@@ -460,6 +460,19 @@ func (d *decoder) settings(path string, v any, role Role, extra ...string) *sett
 	if v, ok := m["timeout"]; ok {
 		if t, ok := d.duration(key("timeout"), v, true); ok {
 			sp.timeout = &t
+		}
+	}
+	if v, ok := m["record_size_limit"]; ok {
+		// RFC 8449, 4: at least 64; at most 2^14+1 for TLS 1.3. 0: none.
+		n, ok := v.(int64)
+		switch {
+		case !ok:
+			d.errorf(key("record_size_limit"), "", "must be an integer, not %s", typeName(v))
+		case n != 0 && (n < 64 || n > 1<<14+1):
+			d.errorf(key("record_size_limit"), "", "must be 0 (none) or between 64 and 16385")
+		default:
+			l := int(n)
+			sp.recordSize = &l
 		}
 	}
 	if v, ok := m["x509"]; ok {

@@ -155,7 +155,11 @@ type Settings struct {
 	// Timeout caps the handshake's duration; 0 means no cap beyond the
 	// kernel's TIMEOUT (or Global.HandshakeTimeout). See Deadline.
 	Timeout time.Duration
-	X509    X509
+	// RecordSizeLimit (PSK handshakes), if not 0, is the record_size_limit
+	// (RFC 8449) this side advertises: 64 to 16385. kTLS receives records
+	// of any size up to 2^14, so every such limit is one it keeps.
+	RecordSizeLimit int
+	X509            X509
 
 	fallback time.Duration   // Global.HandshakeTimeout
 	creds    *certs.Compiled // X509's files, loaded; nil from Parse
@@ -379,6 +383,7 @@ type settingsSpec struct {
 	groups       []tls13.Group
 	pskModes     []tls13.PSKMode
 	timeout      *time.Duration
+	recordSize   *int
 	x509         x509Spec
 }
 
@@ -413,6 +418,9 @@ func (sp *settingsSpec) apply(s *Settings) {
 	}
 	if sp.timeout != nil {
 		s.Timeout = *sp.timeout
+	}
+	if sp.recordSize != nil {
+		s.RecordSizeLimit = *sp.recordSize
 	}
 	x := &sp.x509
 	if x.trustAnchors != nil {

@@ -83,6 +83,7 @@ func specOf(s *Settings) *settingsSpec {
 		groups:       s.Groups,
 		pskModes:     s.PSKModes,
 		timeout:      &s.Timeout,
+		recordSize:   &s.RecordSizeLimit,
 		x509: x509Spec{
 			trustAnchors:      nonNil(x.TrustAnchors),
 			certificate:       &x.Certificate,
@@ -128,6 +129,9 @@ func writeSpec(b *bytes.Buffer, table string, sp *settingsSpec, role Role) {
 	}
 	if sp.timeout != nil {
 		kv(b, "timeout", quote(durationString(*sp.timeout)))
+	}
+	if sp.recordSize != nil {
+		kv(b, "record_size_limit", fmt.Sprint(*sp.recordSize))
 	}
 	x := &sp.x509
 	var xb bytes.Buffer

@@ -226,7 +226,7 @@ func (d *Daemon) install(r *request, s *tls13.Session) error {
 	defer clear(tx.Key)
 	defer clear(rx.Key)
 	// An MPTCP socket got here only if checkMPTCP saw it take the ULP.
-	return d.Installer.Install(int(r.FD), tx, rx, ktls.Options{})
+	return explainInstall(d.Installer.Install(int(r.FD), tx, rx, installOptions(s)), s) // rsl.go
 }
 
 // release undoes what the steps set up (keyring links, keys in memory),
@@ -290,6 +290,7 @@ func (d *Daemon) finish(r *request, res result, err error) {
 			attrs = append(attrs, slog.Bool("hrr", true))
 		}
 	}
+	attrs = append(attrs, d.wireAttrs(res)...) // wire.go
 	if r.proto == unix.IPPROTO_MPTCP {
 		attrs = append(attrs, slog.Bool("mptcp", true))
 	}

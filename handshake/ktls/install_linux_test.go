@@ -51,7 +51,7 @@ func testKeys(suite uint16, fill byte) Keys {
 func TestInstall(t *testing.T) {
 	a, b := tcpPair(t)
 	k1, k2 := testKeys(0x1301, 0x11), testKeys(0x1301, 0x22)
-	err := Install(a, k1, k2, Options{TxMaxPayload: 4096})
+	err := Install(a, k1, k2, Options{}) // TxMaxPayload: maxpayload_linux_test.go
 	if err != nil {
 		var ie *InstallError
 		if !errors.As(err, &ie) || ie.Step != StepULP {
