@@ -310,8 +310,9 @@ func (d *decoder) resolvePath(p string) (string, error) {
 }
 
 func (d *decoder) policy(raw map[string]any) *Policy {
-	d.known("", raw, "global", "client", "server", "peer")
+	d.known("", raw, "global", "client", "server", "peer", "debug")
 	g := d.global(raw["global"])
+	g.KeyLog = d.debug(raw["debug"])
 	client := d.settings("client", raw["client"], Client)
 	server := d.settings("server", raw["server"], Server)
 	peers := d.peers(raw["peer"])
@@ -370,6 +371,23 @@ func (d *decoder) global(v any) Global {
 		}
 	}
 	return g
+}
+
+// debug decodes [debug]: keylog, an absolute path or "".
+func (d *decoder) debug(v any) string {
+	m, ok := d.table("debug", v)
+	if !ok {
+		return ""
+	}
+	d.known("debug", m, "keylog")
+	s := ""
+	if v, ok := m["keylog"]; ok {
+		if s, ok = d.str("debug.keylog", v); ok && s != "" && (!filepath.IsAbs(s) || strings.IndexByte(s, 0) >= 0) {
+			d.errorf("debug.keylog", "", "must be an absolute path, not %q", s)
+			s = ""
+		}
+	}
+	return s
 }
 
 // keyrings decodes names and serials; an integer or a string of decimal

@@ -58,7 +58,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 	text := string(data)
 	keys := []string{"log_level", "max_concurrent", "keyrings", "handshake_timeout", "tpm_device", "name",
-		"role", "peer_name", "address", "psk_identity", "host_nqn", "subsys_nqn"}
+		"role", "peer_name", "address", "psk_identity", "host_nqn", "subsys_nqn", "keylog"}
 	keys = append(keys, settingsKeys...)
 	keys = append(keys, x509Keys...)
 	for _, k := range keys {

@@ -131,6 +131,10 @@ type Global struct {
 	// the kernel sends; Settings.Timeout does.
 	HandshakeTimeout time.Duration
 	TPMDevice        string
+	// KeyLog ([debug] keylog) is a file to append every handshake's
+	// traffic secrets to, in NSS key log format; "" means none. The
+	// daemon opens it at start (SSLKEYLOGFILE takes precedence).
+	KeyLog string
 }
 
 // Settings are what one handshake runs with: a role's defaults, or the

@@ -24,3 +24,19 @@ func TestRecordSizeLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestDebugKeyLog(t *testing.T) {
+	if got := mustParse(t, "").Global().KeyLog; got != "" {
+		t.Errorf("default keylog %q, want none", got)
+	}
+	p := mustParse(t, "[debug]\nkeylog = \"/run/tlshd-go/keys\"\n")
+	if got := p.Global().KeyLog; got != "/run/tlshd-go/keys" {
+		t.Errorf("keylog %q", got)
+	}
+	roundTrip(t, p, nil)
+	for _, bad := range []string{`"relative"`, "1"} {
+		if _, err := Parse([]byte("[debug]\nkeylog = "+bad+"\n"), "test.toml"); err == nil || !strings.Contains(err.Error(), "debug.keylog") {
+			t.Errorf("keylog = %s: %v", bad, err)
+		}
+	}
+}

@@ -41,6 +41,10 @@ func (p *Policy) WriteEffective(w io.Writer) error {
 	kv(&b, "keyrings", "["+strings.Join(keyrings, ", ")+"]")
 	kv(&b, "handshake_timeout", quote(g.HandshakeTimeout.String()))
 	kv(&b, "tpm_device", quote(g.TPMDevice))
+	if g.KeyLog != "" {
+		b.WriteString("\n[debug]\n")
+		kv(&b, "keylog", quote(g.KeyLog))
+	}
 
 	for _, s := range []*Settings{p.client, p.server} {
 		name := s.Role.String()

@@ -65,6 +65,7 @@ func (d *Daemon) pskHandshake(ctx context.Context, r *request, conn net.Conn) (r
 		PSKModes:     r.settings.PSKModes,
 		// rsl.go: what the peer sends back reaches kTLS.
 		RecordSizeLimit: r.settings.RecordSizeLimit,
+		KeyLogWriter:    d.KeyLog,
 	}
 	var c *tls13.Conn
 	var res result

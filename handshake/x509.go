@@ -95,7 +95,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, r *request, conn net.Conn) (
 		if err != nil {
 			return result{}, err
 		}
-		cfg.CurvePreferences = c.curves
+		cfg.CurvePreferences, cfg.KeyLogWriter = c.curves, d.KeyLog
 		if s, err = stdtls.Client(ctx, conn, cfg); err != nil {
 			return result{}, err
 		}
@@ -112,7 +112,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, r *request, conn net.Conn) (
 		if err != nil {
 			return result{}, err
 		}
-		cfg.CurvePreferences = c.curves
+		cfg.CurvePreferences, cfg.KeyLogWriter = c.curves, d.KeyLog
 		if s, err = stdtls.Server(ctx, conn, cfg); err != nil {
 			return result{}, err
 		}
