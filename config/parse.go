@@ -437,7 +437,7 @@ func (d *decoder) keyrings(path string, v any) []Keyring {
 var settingsKeys = []string{"reject", "auth", "cipher_suites", "groups", "psk_modes", "timeout", "record_size_limit", "x509"}
 
 var x509Keys = []string{"trust_anchors", "certificate", "private_key", "crl",
-	"client_certificate", "allowed_names", "require_eku", "verify_peer_name"}
+	"client_certificate", "allowed_names", "require_eku", "verify_peer_name", "reverse_dns"}
 
 // settings decodes [client], [server] or the settings part of a [[peer]];
 // role is the only role the table can apply to, 0 for either.
@@ -670,6 +670,14 @@ func (d *decoder) x509(path string, v any, role Role, x *x509Spec) {
 			d.errorf(k, "", "applies to clients only")
 		} else if b, ok := d.boolean(k, v); ok {
 			x.verifyPeerName = &b
+		}
+	}
+	if v, ok := m["reverse_dns"]; ok {
+		k := key("reverse_dns")
+		if role == Server {
+			d.errorf(k, "", "applies to clients only")
+		} else if b, ok := d.boolean(k, v); ok {
+			x.reverseDNS = &b
 		}
 	}
 }

@@ -77,7 +77,7 @@ func equalSettings(a, b *Settings) bool {
 		slices.Equal(a.X509.CRLs, b.X509.CRLs) && a.X509.ClientCertificate == b.X509.ClientCertificate &&
 		slices.Equal(a.X509.AllowedNames, b.X509.AllowedNames) && a.X509.RequireEKU == b.X509.RequireEKU &&
 		a.X509.VerifyPeerName == b.X509.VerifyPeerName && a.fallback == b.fallback &&
-		a.RecordSizeLimit == b.RecordSizeLimit
+		a.RecordSizeLimit == b.RecordSizeLimit && a.X509.ReverseDNS == b.X509.ReverseDNS
 }
 
 func TestDefault(t *testing.T) {

@@ -193,6 +193,10 @@ type X509 struct {
 	// VerifyPeerName (clients only) checks the server certificate
 	// against the request's PEERNAME.
 	VerifyPeerName bool
+	// ReverseDNS (clients only): a server given by address only (no
+	// PEERNAME) is named by a reverse DNS lookup, sent as SNI, and its
+	// certificate may match that name or the address.
+	ReverseDNS bool
 }
 
 // Deadline returns how long a handshake may take, given the TIMEOUT the
@@ -314,6 +318,7 @@ func roleDefaults(r Role, fallback time.Duration) *Settings {
 		X509: X509{
 			ClientCertificate: ClientCertOptional,
 			VerifyPeerName:    true,
+			ReverseDNS:        true,
 		},
 		fallback: fallback,
 	}
@@ -400,6 +405,7 @@ type x509Spec struct {
 	allowedNames      *AllowedNames
 	requireEKU        *bool
 	verifyPeerName    *bool
+	reverseDNS        *bool
 }
 
 // apply overlays the set fields of sp onto s. Slices are shared, never
@@ -450,5 +456,8 @@ func (sp *settingsSpec) apply(s *Settings) {
 	}
 	if x.verifyPeerName != nil {
 		s.X509.VerifyPeerName = *x.verifyPeerName
+	}
+	if x.reverseDNS != nil {
+		s.X509.ReverseDNS = *x.reverseDNS
 	}
 }

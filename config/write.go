@@ -97,6 +97,7 @@ func specOf(s *Settings) *settingsSpec {
 			allowedNames:      &x.AllowedNames,
 			requireEKU:        &x.RequireEKU,
 			verifyPeerName:    &x.VerifyPeerName,
+			reverseDNS:        &x.ReverseDNS,
 		},
 	}
 }
@@ -162,6 +163,9 @@ func writeSpec(b *bytes.Buffer, table string, sp *settingsSpec, role Role) {
 	}
 	if x.verifyPeerName != nil && role != Server {
 		kv(&xb, "verify_peer_name", fmt.Sprint(*x.verifyPeerName))
+	}
+	if x.reverseDNS != nil && role != Server {
+		kv(&xb, "reverse_dns", fmt.Sprint(*x.reverseDNS))
 	}
 	if xb.Len() > 0 {
 		fmt.Fprintf(b, "\n[%s.x509]\n", table)

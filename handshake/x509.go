@@ -86,6 +86,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, r *request, conn net.Conn) (
 			Roots:                c.trust.roots,
 			PeerName:             r.PeerName,
 			PeerAddr:             r.peer.Addr(),
+			ReverseName:          d.reverseName(ctx, r), // sni.go
 			CRLs:                 c.trust.crls,
 			RequireServerAuthEKU: x.RequireEKU,
 			AllowedNames:         c.trust.names,
