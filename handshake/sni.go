@@ -15,7 +15,8 @@ import (
 const maxReverseLookup = 2 * time.Second
 
 // reverseName is the name an x509 client sends as SNI and verifies when
-// the kernel gave the server by address only (no PEERNAME), as tlshd
+// the kernel gave the server by address only (no PEERNAME, or an address
+// as PEERNAME, which is what an NFS mount by address sends), as tlshd
 // does: the first name reverse DNS gives for the address. The lookup runs
 // on the request's own goroutine, never on the accept or key thread, so a
 // resolver that does not answer holds up this handshake alone, and only
@@ -23,7 +24,7 @@ const maxReverseLookup = 2 * time.Second
 // the policy turned the fallback off ([client.x509] reverse_dns = false),
 // the daemon has no resolver, or the lookup fails; a failure is logged.
 func (d *Daemon) reverseName(ctx context.Context, r *request) string {
-	if r.PeerName != "" || !r.peer.IsValid() || d.LookupAddr == nil || !r.settings.X509.ReverseDNS {
+	if !r.peer.IsValid() || d.LookupAddr == nil || !r.settings.X509.ReverseDNS || !namedByAddress(r.PeerName) {
 		return ""
 	}
 	bound := min(maxReverseLookup, r.settings.Deadline(r.Timeout)/4)
@@ -64,4 +65,18 @@ func (d *Daemon) reverseName(ctx context.Context, r *request) string {
 	}
 	d.log().Warn(msg, "addr", addr, "err", a.err, "bound", bound, "took", time.Since(start).Round(time.Millisecond))
 	return ""
+}
+
+// namedByAddress reports whether PEERNAME names no host: empty, or an
+// address literal (brackets and zone allowed).
+func namedByAddress(peerName string) bool {
+	h := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(peerName), "["), "]")
+	if h == "" {
+		return true
+	}
+	if i := strings.IndexByte(h, '%'); i >= 0 {
+		h = h[:i]
+	}
+	_, err := netip.ParseAddr(h)
+	return err == nil
 }

@@ -43,12 +43,17 @@ func TestReverseDNSName(t *testing.T) {
 		{"no resolver", "", nil, syscall.EACCES, "result=failed"},
 		{"wrong name", "", staticResolver("other.example.com"), syscall.EACCES, "result=failed"},
 		{"lookup fails", "", func(context.Context, string) ([]string, error) { return nil, &netError{} }, syscall.EACCES, "reverse DNS lookup of the server failed"},
+		{"address as PEERNAME (NFS by address)", "", staticResolver("nfs.example.com"), 0, "result=ok"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			td := newTestDaemon(t, p.policy(tc.client, ""))
 			td.LookupAddr = tc.resolver
 			td.start()
-			rc, _, _, _ := x509Pair(t, td, byAddr, server)
+			params := byAddr
+			if strings.Contains(tc.name, "PEERNAME") {
+				params.PeerName = "127.0.0.1"
+			}
+			rc, _, _, _ := x509Pair(t, td, params, server)
 			if rc.Status != tc.want {
 				t.Errorf("client status %v, want %v\n%s", rc.Status, tc.want, td.logs)
 			}
@@ -143,6 +148,15 @@ func TestReverseNameIsSNI(t *testing.T) {
 	cfg, err = certs.ClientConfig(certs.ClientOptions{PeerName: "named.example.com", PeerAddr: addr, ReverseName: "nfs.example.com"})
 	if err != nil || cfg.ServerName != "named.example.com" {
 		t.Errorf("with PEERNAME: ServerName %q, %v", cfg.ServerName, err)
+	}
+	cfg, err = certs.ClientConfig(certs.ClientOptions{PeerName: "192.0.2.7", PeerAddr: addr, ReverseName: "nfs.example.com"})
+	if err != nil || cfg.ServerName != "nfs.example.com" {
+		t.Errorf("with an address as PEERNAME: ServerName %q, %v", cfg.ServerName, err)
+	}
+	for n, want := range map[string]bool{"": true, "10.99.0.1": true, "[fe80::1%eth0]": true, "nfs.example.com": false} {
+		if namedByAddress(n) != want {
+			t.Errorf("namedByAddress(%q) = %v", n, !want)
+		}
 	}
 	if _, err := certs.ClientConfig(certs.ClientOptions{PeerAddr: addr, ReverseName: "192.0.2.8"}); err == nil {
 		t.Error("an address from reverse DNS accepted as a name")

@@ -31,9 +31,10 @@ type ClientOptions struct {
 	// is used as an IP name.
 	PeerName string
 	PeerAddr netip.Addr
-	// ReverseName, used only when PeerName is empty, is the name reverse
-	// DNS gave for PeerAddr (tlshd's fallback): it is sent as SNI, and
-	// the certificate must be valid for it or for PeerAddr.
+	// ReverseName, used only when PeerName is empty or an address (NFS
+	// mounts by address send the address as PEERNAME), is the name
+	// reverse DNS gave for that address (tlshd's fallback): it is sent as
+	// SNI, and the certificate must be valid for it or for the address.
 	ReverseName string
 
 	// CRLs revoke certificates of the server's chain.
@@ -136,11 +137,13 @@ func ClientConfig(o ClientOptions) (*tls.Config, error) {
 		return nil, err
 	}
 	altName := ""
-	if rn := strings.TrimSuffix(o.ReverseName, "."); strings.TrimSpace(o.PeerName) == "" && rn != "" {
+	if rn := strings.TrimSuffix(o.ReverseName, "."); rn != "" {
 		if _, err := netip.ParseAddr(rn); err == nil {
 			return nil, fmt.Errorf("certs: reverse DNS name %q is an address", rn)
 		}
-		name, altName = rn, name
+		if _, err := netip.ParseAddr(name); err == nil {
+			name, altName = rn, name
+		}
 	}
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS13,
