@@ -213,3 +213,36 @@ func BenchmarkHybridHandshake(b *testing.B) {
 		})
 	}
 }
+
+// FuzzHybridShares: a peer's hybrid share of any content or length is
+// refused with an alert or used; it never panics.
+func FuzzHybridShares(f *testing.F) {
+	for _, g := range []Group{SecP256r1MLKEM768, SecP384r1MLKEM1024} {
+		_, share, err := newClientKey(g, nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(uint16(g), share)
+		srv, _, err := serverKeyExchange(g, share, nil)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(uint16(g), srv)
+	}
+	keys := map[Group]clientKey{}
+	for _, g := range []Group{SecP256r1MLKEM768, SecP384r1MLKEM1024} {
+		keys[g], _, _ = newClientKey(g, nil)
+	}
+	f.Fuzz(func(t *testing.T, group uint16, share []byte) {
+		g := SecP256r1MLKEM768
+		if group%2 == 1 {
+			g = SecP384r1MLKEM1024
+		}
+		if _, shared, err := serverKeyExchange(g, share, nil); err == nil && len(shared) == 0 {
+			t.Fatal("accepted with an empty secret")
+		}
+		if shared, err := keys[g].finish(share); err == nil && len(shared) == 0 {
+			t.Fatal("accepted with an empty secret")
+		}
+	})
+}
