@@ -12,6 +12,15 @@ import (
 // ML-KEM encapsulation key, the server's the point then the ciphertext,
 // and the shared secret the ECDH secret then the ML-KEM one. OpenSSL 3.5
 // and Go's crypto/tls (1.26) order them the same way.
+//
+// None of the hybrids is in DefaultGroups. With an external PSK the
+// (EC)DHE of psk_dhe_ke adds only forward secrecy: the PSK itself is a
+// symmetric key that a quantum computer does not break, so recorded
+// traffic stays safe unless the PSK also leaks. The hybrids cost 2x
+// (X25519MLKEM768) to 8x (SecP384r1MLKEM1024) an X25519 handshake and
+// 1.2 to 1.6 KB more per flight, and NVMe targets may not implement them;
+// a policy lists them where forward secrecy against a future quantum
+// attacker matters.
 const (
 	SecP256r1MLKEM768  Group = 0x11eb
 	SecP384r1MLKEM1024 Group = 0x11ed
