@@ -310,8 +310,9 @@ func (d *decoder) resolvePath(p string) (string, error) {
 }
 
 func (d *decoder) policy(raw map[string]any) *Policy {
-	d.known("", raw, "global", "client", "server", "peer")
+	d.known("", raw, "global", "client", "server", "peer", "debug")
 	g := d.global(raw["global"])
+	g.KeyLog = d.debug(raw["debug"])
 	client := d.settings("client", raw["client"], Client)
 	server := d.settings("server", raw["server"], Server)
 	peers := d.peers(raw["peer"])
@@ -372,6 +373,23 @@ func (d *decoder) global(v any) Global {
 	return g
 }
 
+// debug decodes [debug]: keylog, an absolute path or "".
+func (d *decoder) debug(v any) string {
+	m, ok := d.table("debug", v)
+	if !ok {
+		return ""
+	}
+	d.known("debug", m, "keylog")
+	s := ""
+	if v, ok := m["keylog"]; ok {
+		if s, ok = d.str("debug.keylog", v); ok && s != "" && (!filepath.IsAbs(s) || strings.IndexByte(s, 0) >= 0) {
+			d.errorf("debug.keylog", "", "must be an absolute path, not %q", s)
+			s = ""
+		}
+	}
+	return s
+}
+
 // keyrings decodes names and serials; an integer or a string of decimal
 // digits is a serial.
 func (d *decoder) keyrings(path string, v any) []Keyring {
@@ -416,10 +434,10 @@ func (d *decoder) keyrings(path string, v any) []Keyring {
 	return out
 }
 
-var settingsKeys = []string{"reject", "auth", "cipher_suites", "groups", "psk_modes", "timeout", "x509"}
+var settingsKeys = []string{"reject", "auth", "cipher_suites", "groups", "psk_modes", "timeout", "record_size_limit", "x509"}
 
 var x509Keys = []string{"trust_anchors", "certificate", "private_key", "crl",
-	"client_certificate", "allowed_names", "require_eku", "verify_peer_name"}
+	"client_certificate", "allowed_names", "require_eku", "verify_peer_name", "reverse_dns"}
 
 // settings decodes [client], [server] or the settings part of a [[peer]];
 // role is the only role the table can apply to, 0 for either.
@@ -460,6 +478,19 @@ func (d *decoder) settings(path string, v any, role Role, extra ...string) *sett
 	if v, ok := m["timeout"]; ok {
 		if t, ok := d.duration(key("timeout"), v, true); ok {
 			sp.timeout = &t
+		}
+	}
+	if v, ok := m["record_size_limit"]; ok {
+		// RFC 8449, 4: at least 64; at most 2^14+1 for TLS 1.3. 0: none.
+		n, ok := v.(int64)
+		switch {
+		case !ok:
+			d.errorf(key("record_size_limit"), "", "must be an integer, not %s", typeName(v))
+		case n != 0 && (n < 64 || n > 1<<14+1):
+			d.errorf(key("record_size_limit"), "", "must be 0 (none) or between 64 and 16385")
+		default:
+			l := int(n)
+			sp.recordSize = &l
 		}
 	}
 	if v, ok := m["x509"]; ok {
@@ -639,6 +670,14 @@ func (d *decoder) x509(path string, v any, role Role, x *x509Spec) {
 			d.errorf(k, "", "applies to clients only")
 		} else if b, ok := d.boolean(k, v); ok {
 			x.verifyPeerName = &b
+		}
+	}
+	if v, ok := m["reverse_dns"]; ok {
+		k := key("reverse_dns")
+		if role == Server {
+			d.errorf(k, "", "applies to clients only")
+		} else if b, ok := d.boolean(k, v); ok {
+			x.reverseDNS = &b
 		}
 	}
 }

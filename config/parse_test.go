@@ -58,7 +58,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 	text := string(data)
 	keys := []string{"log_level", "max_concurrent", "keyrings", "handshake_timeout", "tpm_device", "name",
-		"role", "peer_name", "address", "psk_identity", "host_nqn", "subsys_nqn"}
+		"role", "peer_name", "address", "psk_identity", "host_nqn", "subsys_nqn", "keylog"}
 	keys = append(keys, settingsKeys...)
 	keys = append(keys, x509Keys...)
 	for _, k := range keys {
@@ -76,7 +76,8 @@ func equalSettings(a, b *Settings) bool {
 		a.X509.Certificate == b.X509.Certificate && a.X509.PrivateKey == b.X509.PrivateKey &&
 		slices.Equal(a.X509.CRLs, b.X509.CRLs) && a.X509.ClientCertificate == b.X509.ClientCertificate &&
 		slices.Equal(a.X509.AllowedNames, b.X509.AllowedNames) && a.X509.RequireEKU == b.X509.RequireEKU &&
-		a.X509.VerifyPeerName == b.X509.VerifyPeerName && a.fallback == b.fallback
+		a.X509.VerifyPeerName == b.X509.VerifyPeerName && a.fallback == b.fallback &&
+		a.RecordSizeLimit == b.RecordSizeLimit && a.X509.ReverseDNS == b.X509.ReverseDNS
 }
 
 func TestDefault(t *testing.T) {

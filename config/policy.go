@@ -131,6 +131,10 @@ type Global struct {
 	// the kernel sends; Settings.Timeout does.
 	HandshakeTimeout time.Duration
 	TPMDevice        string
+	// KeyLog ([debug] keylog) is a file to append every handshake's
+	// traffic secrets to, in NSS key log format; "" means none. The
+	// daemon opens it at start (SSLKEYLOGFILE takes precedence).
+	KeyLog string
 }
 
 // Settings are what one handshake runs with: a role's defaults, or the
@@ -155,7 +159,11 @@ type Settings struct {
 	// Timeout caps the handshake's duration; 0 means no cap beyond the
 	// kernel's TIMEOUT (or Global.HandshakeTimeout). See Deadline.
 	Timeout time.Duration
-	X509    X509
+	// RecordSizeLimit (PSK handshakes), if not 0, is the record_size_limit
+	// (RFC 8449) this side advertises: 64 to 16385. kTLS receives records
+	// of any size up to 2^14, so every such limit is one it keeps.
+	RecordSizeLimit int
+	X509            X509
 
 	fallback time.Duration   // Global.HandshakeTimeout
 	creds    *certs.Compiled // X509's files, loaded; nil from Parse
@@ -185,6 +193,10 @@ type X509 struct {
 	// VerifyPeerName (clients only) checks the server certificate
 	// against the request's PEERNAME.
 	VerifyPeerName bool
+	// ReverseDNS (clients only): a server given by address only (no
+	// PEERNAME) is named by a reverse DNS lookup, sent as SNI, and its
+	// certificate may match that name or the address.
+	ReverseDNS bool
 }
 
 // Deadline returns how long a handshake may take, given the TIMEOUT the
@@ -306,6 +318,7 @@ func roleDefaults(r Role, fallback time.Duration) *Settings {
 		X509: X509{
 			ClientCertificate: ClientCertOptional,
 			VerifyPeerName:    true,
+			ReverseDNS:        true,
 		},
 		fallback: fallback,
 	}
@@ -379,6 +392,7 @@ type settingsSpec struct {
 	groups       []tls13.Group
 	pskModes     []tls13.PSKMode
 	timeout      *time.Duration
+	recordSize   *int
 	x509         x509Spec
 }
 
@@ -391,6 +405,7 @@ type x509Spec struct {
 	allowedNames      *AllowedNames
 	requireEKU        *bool
 	verifyPeerName    *bool
+	reverseDNS        *bool
 }
 
 // apply overlays the set fields of sp onto s. Slices are shared, never
@@ -413,6 +428,9 @@ func (sp *settingsSpec) apply(s *Settings) {
 	}
 	if sp.timeout != nil {
 		s.Timeout = *sp.timeout
+	}
+	if sp.recordSize != nil {
+		s.RecordSizeLimit = *sp.recordSize
 	}
 	x := &sp.x509
 	if x.trustAnchors != nil {
@@ -438,5 +456,8 @@ func (sp *settingsSpec) apply(s *Settings) {
 	}
 	if x.verifyPeerName != nil {
 		s.X509.VerifyPeerName = *x.verifyPeerName
+	}
+	if x.reverseDNS != nil {
+		s.X509.ReverseDNS = *x.reverseDNS
 	}
 }

@@ -41,6 +41,10 @@ func (p *Policy) WriteEffective(w io.Writer) error {
 	kv(&b, "keyrings", "["+strings.Join(keyrings, ", ")+"]")
 	kv(&b, "handshake_timeout", quote(g.HandshakeTimeout.String()))
 	kv(&b, "tpm_device", quote(g.TPMDevice))
+	if g.KeyLog != "" {
+		b.WriteString("\n[debug]\n")
+		kv(&b, "keylog", quote(g.KeyLog))
+	}
 
 	for _, s := range []*Settings{p.client, p.server} {
 		name := s.Role.String()
@@ -83,6 +87,7 @@ func specOf(s *Settings) *settingsSpec {
 		groups:       s.Groups,
 		pskModes:     s.PSKModes,
 		timeout:      &s.Timeout,
+		recordSize:   &s.RecordSizeLimit,
 		x509: x509Spec{
 			trustAnchors:      nonNil(x.TrustAnchors),
 			certificate:       &x.Certificate,
@@ -92,6 +97,7 @@ func specOf(s *Settings) *settingsSpec {
 			allowedNames:      &x.AllowedNames,
 			requireEKU:        &x.RequireEKU,
 			verifyPeerName:    &x.VerifyPeerName,
+			reverseDNS:        &x.ReverseDNS,
 		},
 	}
 }
@@ -129,6 +135,9 @@ func writeSpec(b *bytes.Buffer, table string, sp *settingsSpec, role Role) {
 	if sp.timeout != nil {
 		kv(b, "timeout", quote(durationString(*sp.timeout)))
 	}
+	if sp.recordSize != nil {
+		kv(b, "record_size_limit", fmt.Sprint(*sp.recordSize))
+	}
 	x := &sp.x509
 	var xb bytes.Buffer
 	if x.trustAnchors != nil {
@@ -154,6 +163,9 @@ func writeSpec(b *bytes.Buffer, table string, sp *settingsSpec, role Role) {
 	}
 	if x.verifyPeerName != nil && role != Server {
 		kv(&xb, "verify_peer_name", fmt.Sprint(*x.verifyPeerName))
+	}
+	if x.reverseDNS != nil && role != Server {
+		kv(&xb, "reverse_dns", fmt.Sprint(*x.reverseDNS))
 	}
 	if xb.Len() > 0 {
 		fmt.Fprintf(b, "\n[%s.x509]\n", table)

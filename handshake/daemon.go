@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -86,6 +87,12 @@ type Daemon struct {
 	// with.
 	Policy func() *config.Policy
 	Log    *slog.Logger
+	// KeyLog, if set, receives every handshake's traffic secrets in NSS
+	// key log format (SSLKEYLOGFILE): debugging only. wire.go.
+	KeyLog io.Writer
+	// LookupAddr, if set, names a server the kernel gave only by address
+	// (reverse DNS, for x509 clients; sni.go). nil: no lookup.
+	LookupAddr func(ctx context.Context, addr string) ([]string, error)
 	// OpenTPMKey opens a private key file in TPM form ("TSS2 PRIVATE
 	// KEY" PEM) as a signer whose key stays in the TPM; nil means no TPM.
 	OpenTPMKey certs.KeyOpener

@@ -63,6 +63,9 @@ func (d *Daemon) pskHandshake(ctx context.Context, r *request, conn net.Conn) (r
 		CipherSuites: r.settings.CipherSuites,
 		Groups:       r.settings.Groups,
 		PSKModes:     r.settings.PSKModes,
+		// rsl.go: what the peer sends back reaches kTLS.
+		RecordSizeLimit: r.settings.RecordSizeLimit,
+		KeyLogWriter:    d.KeyLog,
 	}
 	var c *tls13.Conn
 	var res result

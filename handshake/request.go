@@ -178,11 +178,12 @@ func (r *request) validate() error {
 	return nil
 }
 
-// attachKeyrings links the policy's keyrings and the request's own into
-// the key thread's: keys must be possessed to be read. A keyring that
-// fails to link is logged; the credentials step reports what is missing.
+// attachKeyrings links the policy's keyrings, .nvme, .nfs and .nfsd (see
+// requestKeyrings) and the request's own into the key thread's: keys must
+// be possessed to be read. A keyring that fails to link is logged; the
+// credentials step reports what is missing.
 func (d *Daemon) attachKeyrings(r *request) {
-	attached, detach, err := r.keys.Attach(r.policy.Global().Keyrings, r.Keyring)
+	attached, detach, err := r.keys.Attach(requestKeyrings(r.policy.Global().Keyrings), r.Keyring)
 	if err != nil {
 		d.log().Warn("linking keyrings", "err", err)
 	}
@@ -225,7 +226,7 @@ func (d *Daemon) install(r *request, s *tls13.Session) error {
 	defer clear(tx.Key)
 	defer clear(rx.Key)
 	// An MPTCP socket got here only if checkMPTCP saw it take the ULP.
-	return d.Installer.Install(int(r.FD), tx, rx, ktls.Options{})
+	return explainInstall(d.Installer.Install(int(r.FD), tx, rx, installOptions(s)), s) // rsl.go
 }
 
 // release undoes what the steps set up (keyring links, keys in memory),
@@ -289,6 +290,7 @@ func (d *Daemon) finish(r *request, res result, err error) {
 			attrs = append(attrs, slog.Bool("hrr", true))
 		}
 	}
+	attrs = append(attrs, d.wireAttrs(res)...) // wire.go
 	if r.proto == unix.IPPROTO_MPTCP {
 		attrs = append(attrs, slog.Bool("mptcp", true))
 	}

@@ -31,7 +31,7 @@ func doneStatus(err error) syscall.Errno {
 		return syscall.ENOKEY
 	case errors.Is(err, errPolicy):
 		return syscall.EACCES
-	case errors.Is(err, errUnsupported), errors.Is(err, ktls.ErrULPUnsupported):
+	case errors.Is(err, errUnsupported), errors.Is(err, ktls.ErrULPUnsupported), errors.Is(err, ktls.ErrNoMaxPayload):
 		return syscall.EOPNOTSUPP
 	case errors.As(err, &alert) && alert.Alert == tls13.AlertUnknownPSKIdentity:
 		// Sent (the client offered no identity we hold) or received (the

@@ -86,6 +86,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, r *request, conn net.Conn) (
 			Roots:                c.trust.roots,
 			PeerName:             r.PeerName,
 			PeerAddr:             r.peer.Addr(),
+			ReverseName:          d.reverseName(ctx, r), // sni.go
 			CRLs:                 c.trust.crls,
 			RequireServerAuthEKU: x.RequireEKU,
 			AllowedNames:         c.trust.names,
@@ -95,7 +96,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, r *request, conn net.Conn) (
 		if err != nil {
 			return result{}, err
 		}
-		cfg.CurvePreferences = c.curves
+		cfg.CurvePreferences, cfg.KeyLogWriter = c.curves, d.KeyLog
 		if s, err = stdtls.Client(ctx, conn, cfg); err != nil {
 			return result{}, err
 		}
@@ -112,7 +113,7 @@ func (d *Daemon) x509Handshake(ctx context.Context, r *request, conn net.Conn) (
 		if err != nil {
 			return result{}, err
 		}
-		cfg.CurvePreferences = c.curves
+		cfg.CurvePreferences, cfg.KeyLogWriter = c.curves, d.KeyLog
 		if s, err = stdtls.Server(ctx, conn, cfg); err != nil {
 			return result{}, err
 		}
@@ -192,10 +193,12 @@ func certSubject(s *tls13.Session) string {
 // cannot serve certificates.
 func curvePreferences(groups []tls13.Group) ([]tls.CurveID, error) {
 	ids := map[tls13.Group]tls.CurveID{
-		tls13.X25519:         tls.X25519,
-		tls13.P256:           tls.CurveP256,
-		tls13.P384:           tls.CurveP384,
-		tls13.X25519MLKEM768: tls.X25519MLKEM768,
+		tls13.X25519:             tls.X25519,
+		tls13.P256:               tls.CurveP256,
+		tls13.P384:               tls.CurveP384,
+		tls13.X25519MLKEM768:     tls.X25519MLKEM768,
+		tls13.SecP256r1MLKEM768:  tls.SecP256r1MLKEM768,
+		tls13.SecP384r1MLKEM1024: tls.SecP384r1MLKEM1024,
 	}
 	var out []tls.CurveID
 	for _, g := range groups {

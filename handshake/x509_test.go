@@ -216,6 +216,8 @@ func TestX509FollowsPolicyGroupsAndSuites(t *testing.T) {
 		{"server allows only secp384r1 (HRR)", "", `groups = ["secp384r1"]`, tls13.P384},
 		{"client allows only secp384r1", `groups = ["secp384r1"]`, "", tls13.P384},
 		{"hybrid when listed", `groups = ["X25519MLKEM768", "x25519"]`, `groups = ["X25519MLKEM768", "x25519"]`, tls13.X25519MLKEM768},
+		{"SecP256r1MLKEM768", `groups = ["SecP256r1MLKEM768"]`, `groups = ["SecP256r1MLKEM768", "x25519"]`, tls13.SecP256r1MLKEM768},
+		{"SecP384r1MLKEM1024", `groups = ["SecP384r1MLKEM1024"]`, `groups = ["SecP384r1MLKEM1024"]`, tls13.SecP384r1MLKEM1024},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			td := newTestDaemon(t, p.policy("", "")+fmt.Sprintf("\n[client]\n%s\n[server]\n%s\n", tc.client, tc.server))

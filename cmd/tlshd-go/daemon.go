@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -106,6 +107,12 @@ func runDaemon(args []string, stderr io.Writer) int {
 
 	tpm := &tpmOpener{device: func() string { return holder.Load().Global().TPMDevice }}
 	defer tpm.close()
+	keyLog, closeKeyLog, err := openKeyLog(os.Getenv, policy, log) // keylog.go
+	if err != nil {
+		log.Error("opening the key log", "err", err)
+		return 1
+	}
+	defer closeKeyLog()
 	d := &handshake.Daemon{
 		Kernel:     kernel,
 		Ready:      listener,
@@ -114,6 +121,8 @@ func runDaemon(args []string, stderr io.Writer) int {
 		Policy:     holder.Load,
 		Log:        log,
 		OpenTPMKey: tpm.open,
+		KeyLog:     keyLog,
+		LookupAddr: net.DefaultResolver.LookupAddr, // sni.go
 	}
 
 	notifier, err := systemd.FromEnv()

@@ -32,7 +32,7 @@ func (f *tlsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.identity, "psk-identity", "", "PSK `identity` (for NVMe: \"NVMe0R01 <hostnqn> <subnqn>\")")
 	fs.StringVar(&f.psk, "psk", "", "PSK: hex, an NVMe interchange string NVMeTLSkey-1:xx:...:, or key:SERIAL for a keyring key")
 	fs.StringVar(&f.hash, "hash", "", "PSK hash: sha256 or sha384 (default: from the interchange string or NVMe identity, else sha256)")
-	fs.StringVar(&f.groups, "groups", "", "comma-separated key exchange `groups` in preference order (x25519, secp256r1, secp384r1, ffdhe2048, ffdhe3072, X25519MLKEM768)")
+	fs.StringVar(&f.groups, "groups", "", "comma-separated key exchange `groups` in preference order (x25519, secp256r1, secp384r1, ffdhe2048, ffdhe3072, X25519MLKEM768, SecP256r1MLKEM768, SecP384r1MLKEM1024)")
 	fs.StringVar(&f.suites, "suites", "", "comma-separated cipher `suites` in preference order")
 	fs.BoolVar(&f.noDHE, "no-dhe", false, "psk_ke only: no (EC)DHE (client: offer only psk_ke; server: accept only psk_ke)")
 	fs.IntVar(&f.keyShares, "key-shares", 1, "client: send key shares for this many of the first groups")

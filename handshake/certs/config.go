@@ -31,6 +31,11 @@ type ClientOptions struct {
 	// is used as an IP name.
 	PeerName string
 	PeerAddr netip.Addr
+	// ReverseName, used only when PeerName is empty or an address (NFS
+	// mounts by address send the address as PEERNAME), is the name
+	// reverse DNS gave for that address (tlshd's fallback): it is sent as
+	// SNI, and the certificate must be valid for it or for the address.
+	ReverseName string
 
 	// CRLs revoke certificates of the server's chain.
 	CRLs *CRLSet
@@ -131,6 +136,15 @@ func ClientConfig(o ClientOptions) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	altName := ""
+	if rn := strings.TrimSuffix(o.ReverseName, "."); rn != "" {
+		if _, err := netip.ParseAddr(rn); err == nil {
+			return nil, fmt.Errorf("certs: reverse DNS name %q is an address", rn)
+		}
+		if _, err := netip.ParseAddr(name); err == nil {
+			name, altName = rn, name
+		}
+	}
 	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS13,
 		ServerName: name,
@@ -146,6 +160,7 @@ func ClientConfig(o ClientOptions) (*tls.Config, error) {
 	v := &verifier{
 		roots:   o.Roots,
 		dnsName: name,
+		altName: altName,
 		usage:   x509.ExtKeyUsageAny,
 		crls:    o.CRLs,
 		names:   o.AllowedNames,
@@ -154,7 +169,10 @@ func ClientConfig(o ClientOptions) (*tls.Config, error) {
 	if o.SkipNameCheck {
 		v.dnsName = ""
 	}
-	if o.RequireServerAuthEKU && !o.SkipNameCheck {
+	if o.SkipNameCheck {
+		v.altName = ""
+	}
+	if o.RequireServerAuthEKU && !o.SkipNameCheck && altName == "" {
 		// crypto/tls verifies with serverAuth and the name, and fills
 		// ConnectionState.VerifiedChains.
 		v.builtin = true
@@ -244,6 +262,7 @@ type verifier struct {
 	builtin bool
 	roots   *x509.CertPool
 	dnsName string           // client side: the server's name
+	altName string           // or this one (its address, dnsName from reverse DNS)
 	usage   x509.ExtKeyUsage // when not builtin
 	crls    *CRLSet
 	names   *NamePolicy
@@ -275,7 +294,13 @@ func (v *verifier) verifyConnection(cs tls.ConnectionState) error {
 			opts.Intermediates.AddCert(c)
 		}
 		var err error
-		if chains, err = certs[0].Verify(opts); err != nil {
+		chains, err = certs[0].Verify(opts)
+		var he x509.HostnameError
+		if err != nil && v.altName != "" && errors.As(err, &he) {
+			opts.DNSName = v.altName
+			chains, err = certs[0].Verify(opts)
+		}
+		if err != nil {
 			return &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
 		}
 	}

@@ -70,8 +70,9 @@ func (e *InstallError) Unwrap() []error {
 type Options struct {
 	// TxMaxPayload, if not 0, caps the plaintext of each record the
 	// kernel sends (TLS_TX_MAX_PAYLOAD_LEN; for TLS 1.3 pass the peer's
-	// record_size_limit minus 1). Kernels without the option ignore it
-	// and send records of up to 16 KiB.
+	// record_size_limit minus 1, see MaxPayload). On kernels without the
+	// option Install fails with ErrNoMaxPayload rather than send records
+	// the peer said it cannot take.
 	TxMaxPayload uint16
 }
 
@@ -104,9 +105,8 @@ func install(set setsockoptFunc, fd int, tx, rx Keys, o Options) error {
 	}
 	if o.TxMaxPayload != 0 {
 		v := binary.NativeEndian.AppendUint16(nil, o.TxMaxPayload)
-		// ENOPROTOOPT: a kernel from before the option (≤ 6.18).
-		if err := set(fd, solTLS, tlsTXMaxPayloadLen, v); err != nil && !errors.Is(err, unix.ENOPROTOOPT) {
-			return &InstallError{Step: StepMaxPayload, Err: err}
+		if err := set(fd, solTLS, tlsTXMaxPayloadLen, v); err != nil {
+			return maxPayloadError(err)
 		}
 	}
 	if err := setKeys(set, fd, tlsTX, StepTX, tx); err != nil {

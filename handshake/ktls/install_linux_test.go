@@ -100,7 +100,7 @@ func expectKTLS(t *testing.T) (want, ok bool) {
 func TestInstall(t *testing.T) {
 	a, b := tcpPair(t)
 	k1, k2 := testKeys(0x1301, 0x11), testKeys(0x1301, 0x22)
-	err := Install(a, k1, k2, Options{TxMaxPayload: 4096})
+	err := Install(a, k1, k2, Options{}) // TxMaxPayload: maxpayload_linux_test.go
 	want, known := expectKTLS(t)
 	switch {
 	case !known:
@@ -254,7 +254,8 @@ func TestInstallSteps(t *testing.T) {
 		{"not TCP", ulp, unix.EOPNOTSUPP, StepULP, [][2]int{ulp}, ErrULPUnsupported, ErrNoKTLS},
 		{"ULP attached already", ulp, unix.EEXIST, StepULP, [][2]int{ulp}, nil, ErrNoKTLS},
 		{"max payload refused", maxp, unix.EINVAL, StepMaxPayload, [][2]int{ulp, maxp}, nil, nil},
-		{"max payload unknown to the kernel", maxp, unix.ENOPROTOOPT, "", [][2]int{ulp, maxp, txo, rxo}, nil, nil},
+		// Not dropped silently: a peer asked for smaller records.
+		{"max payload unknown to the kernel", maxp, unix.ENOPROTOOPT, StepMaxPayload, [][2]int{ulp, maxp}, ErrNoMaxPayload, nil},
 		{"TX refused", txo, unix.EINVAL, StepTX, [][2]int{ulp, maxp, txo}, nil, nil},
 		{"TX busy", txo, unix.EBUSY, StepTX, [][2]int{ulp, maxp, txo}, nil, nil},
 		{"RX refused", rxo, unix.ENOMEM, StepRX, [][2]int{ulp, maxp, txo, rxo}, nil, nil},

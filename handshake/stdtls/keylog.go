@@ -3,6 +3,7 @@ package stdtls
 import (
 	"bytes"
 	"encoding/hex"
+	"io"
 )
 
 // The NSS key log labels crypto/tls writes for TLS 1.3
@@ -23,9 +24,15 @@ type keyLog struct {
 	clientHS, serverHS []byte // handshake traffic secrets
 	clientAP, serverAP []byte // first application traffic secrets
 	malformed          bool   // a line did not parse
+	// tee, if set, also gets every line: the caller's KeyLogWriter (the
+	// daemon's SSLKEYLOGFILE, for debugging).
+	tee io.Writer
 }
 
 func (k *keyLog) Write(line []byte) (int, error) {
+	if k.tee != nil {
+		k.tee.Write(line)
+	}
 	label, rest, ok1 := bytes.Cut(bytes.TrimSuffix(line, []byte("\n")), []byte(" "))
 	_, secretHex, ok2 := bytes.Cut(rest, []byte(" "))
 	var dst *[]byte

@@ -119,8 +119,10 @@ func handshake(ctx context.Context, conn net.Conn, cfg *tls.Config, isClient boo
 	return s, nil
 }
 
-// restrict makes c TLS 1.3-only, ticketless, and logging its keys to kl.
+// restrict makes c TLS 1.3-only, ticketless, and logging its keys to kl,
+// which passes them on to c's own KeyLogWriter if it has one.
 func restrict(c *tls.Config, kl *keyLog) {
+	kl.tee = c.KeyLogWriter
 	c.MinVersion = tls.VersionTLS13
 	c.MaxVersion = tls.VersionTLS13
 	c.SessionTicketsDisabled = true

@@ -97,7 +97,8 @@ func ParseCipherSuite(name string) (CipherSuite, error) {
 type Group uint16
 
 // The groups the engine implements. X25519MLKEM768 is the hybrid
-// post-quantum group of draft-ietf-tls-ecdhe-mlkem; offer it explicitly.
+// post-quantum group of draft-ietf-tls-ecdhe-mlkem (see hybrid.go for the
+// NIST-curve hybrids); offer them explicitly.
 const (
 	P256           Group = 0x0017
 	P384           Group = 0x0018
@@ -119,6 +120,9 @@ var groupNames = map[Group]string{
 	FFDHE2048:      "ffdhe2048",
 	FFDHE3072:      "ffdhe3072",
 	X25519MLKEM768: "X25519MLKEM768",
+	// hybrid.go
+	SecP256r1MLKEM768:  "SecP256r1MLKEM768",
+	SecP384r1MLKEM1024: "SecP384r1MLKEM1024",
 }
 
 func (g Group) String() string {

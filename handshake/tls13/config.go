@@ -78,6 +78,11 @@ type Config struct {
 	// (RFC 8449): the largest record, content type included, this side
 	// accepts. A server only answers a client that sent one.
 	RecordSizeLimit int
+
+	// KeyLogWriter, if set, receives the traffic secrets in NSS key log
+	// format (SSLKEYLOGFILE), for debugging with Wireshark. It defeats
+	// the protection of every connection it logs.
+	KeyLogWriter io.Writer
 }
 
 func (c *Config) rand() io.Reader {

@@ -314,6 +314,7 @@ func (hs *clientHandshakeState) processServerHello(sh *serverHello) error {
 	clear(shared)
 	hs.clientSecret = hs.hsSecret.clientTrafficSecret(hs.transcript)
 	serverSecret := hs.hsSecret.serverTrafficSecret(hs.transcript)
+	hs.c.config.logKeys(hs.hello.random, keyLogClientHandshake, hs.clientSecret, keyLogServerHandshake, serverSecret)
 	if err := c.checkKeyChange(); err != nil {
 		return err
 	}
@@ -375,6 +376,7 @@ func (hs *clientHandshakeState) readServerFinishedAndReply() error {
 	defer ms.zero()
 	clientApp := ms.clientTrafficSecret(hs.transcript)
 	serverApp := ms.serverTrafficSecret(hs.transcript)
+	hs.c.config.logKeys(hs.hello.random, keyLogClientTraffic, clientApp, keyLogServerTraffic, serverApp)
 	if err := c.checkKeyChange(); err != nil {
 		return err
 	}

@@ -417,6 +417,7 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 	if err := c.out.setTrafficSecret(hs.suite, hs.hsSecret.serverTrafficSecret(hs.transcript)); err != nil {
 		return err
 	}
+	cfg.logKeys(hs.hello.random, keyLogClientHandshake, hs.clientSecret, keyLogServerHandshake, c.out.secret)
 
 	ee := &encryptedExtensions{}
 	if hs.hello.recordSizeLimit != 0 {
@@ -441,6 +442,7 @@ func (hs *serverHandshakeState) sendServerFlight() error {
 	defer ms.zero()
 	clientApp := ms.clientTrafficSecret(hs.transcript)
 	serverApp := ms.serverTrafficSecret(hs.transcript)
+	cfg.logKeys(hs.hello.random, keyLogClientTraffic, clientApp, keyLogServerTraffic, serverApp)
 	if err := c.out.setTrafficSecret(hs.suite, serverApp); err != nil {
 		return err
 	}

@@ -38,6 +38,8 @@ func newClientKey(g Group, rand io.Reader) (clientKey, []byte, error) {
 		}
 		share := append(dk.EncapsulationKey().Bytes(), x.PublicKey().Bytes()...)
 		return hybridKey{dk, x}, share, nil
+	case SecP256r1MLKEM768, SecP384r1MLKEM1024:
+		return newECDHMLKEMKey(g, rand)
 	case FFDHE2048, FFDHE3072:
 		return newFFDHEKey(ffdhe(g), rand)
 	}
@@ -89,6 +91,8 @@ func serverKeyExchange(g Group, clientShare []byte, rand io.Reader) (share, shar
 		shared = append(kemShared, xShared...)
 		clear(xShared)
 		return append(ct, x.PublicKey().Bytes()...), shared, nil
+	case SecP256r1MLKEM768, SecP384r1MLKEM1024:
+		return ecdhMLKEMServer(g, clientShare, rand)
 	case FFDHE2048, FFDHE3072:
 		k, share, err := newFFDHEKey(ffdhe(g), rand)
 		if err != nil {
