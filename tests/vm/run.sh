@@ -314,6 +314,7 @@ build_initrd() {   # out
 	mkdir -p "$ov/harness/bin" "$ov/harness/scenarios" "$ov/etc/tlshd-vm"
 	install -m 0755 "$HERE/guest/init" "$ov/harness/init"
 	install -m 0644 "$HERE/guest/lib.sh" "$ov/harness/lib.sh"
+	install -m 0755 "$HERE/guest/tlswire.pl" "$ov/harness/tlswire.pl"
 	install -m 0755 "$HERE"/guest/scenarios/*.sh "$ov/harness/scenarios/"
 	# INIT=systemd: the harness units (harmless under bash), the helpers for
 	# scenarios that run the daemon from its unit, and the project's unit
