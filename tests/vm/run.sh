@@ -34,7 +34,7 @@
 #   REFRESH=1     re-resolve the kernel and refresh the apt indexes
 #   KEEP_DEBS=1   keep the kernel .debs after unpacking (default: removed)
 #   MIRROR        Debian mirror                          [http://deb.debian.org/debian]
-# Scenario settings (EXPECT_*, STORM_*, MULTI_*, NETNS_*, FAIL_*, FD_*, BASIC_*,
+# Scenario settings (EXPECT_*, STORM_*, MULTI_*, NETNS_*, FAIL_*, FAULTS_*, FD_*, BASIC_*,
 # HOST_DAEMON*, TARGET_DAEMON*, NFS_*, POLICY_*, UNIT_*, SCENARIO_TIMEOUT, DAEMON_LOG_CONSOLE, ...) are
 # passed to the guest unchanged; see the header of each scenario.
 #
@@ -76,7 +76,7 @@ KCONFIG_NEEDED="NET_HANDSHAKE TLS NVME_TCP NVME_TCP_TLS NVME_TARGET_TCP NVME_TAR
 # Bump when the root image layout changes.
 IMAGE_FORMAT=2
 # Variables handed to the guest besides the ones above (shell patterns).
-GUEST_VARS="EXPECT_* STORM_* MULTI_* NETNS_* FAIL_* FD_* BASIC_* SHA384_* HOST_DAEMON*
+GUEST_VARS="EXPECT_* STORM_* MULTI_* NETNS_* FAIL_* FAULTS_* FD_* BASIC_* SHA384_* HOST_DAEMON*
 	TARGET_DAEMON* NFS_* POLICY_* UNIT_* INIT_BLAME SCENARIO_TIMEOUT CONSOLE_LOGLEVEL DAEMON_LOG_CONSOLE DAEMON_START_WAIT DD_MB CONNECT_TIMEOUT"
 
 log() { printf '>>> %s\n' "$*" >&2; }
