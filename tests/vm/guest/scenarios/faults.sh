@@ -24,7 +24,8 @@
 #           EMFILE (tracepoint handshake_cmd_accept_err err=-24; the case
 #           fails if it is never provoked); every request still completes
 #           and every controller is live again. The limit is restored.
-#   revoke  the PSK of the first controller revoked (keyctl revoke) in the
+#   revoke  the host's PSK of the first controller (in a keyring of the
+#           scenario's, passed as keyring=) revoked (keyctl revoke) in the
 #           middle of a storm: that controller fails with ENOKEY,
 #           EKEYREVOKED or EKEYREJECTED (the host's "no valid PSK found" /
 #           "-126|-128|-129" in dmesg, or a handshake_complete status
@@ -33,10 +34,9 @@
 # consumer had to cancel (no DONE in time: handshake_cancel) or that never
 # completed (no handshake_complete by the end of the case; not counted in
 # revoke, whose controller keeps retrying); requests taken by the daemon
-# that kill -9 ended are reported as kill_inflight, and requests never
-# accepted that their consumer cancelled before the restarted daemon's
-# first ACCEPT as kill_down (the restart came too late for them); neither
-# is counted. emfile runs last: on 6.12.117 it has crashed the guest
+# that kill -9 ended are reported as kill_inflight, and cancelled requests
+# submitted before the restarted daemon's first ACCEPT (they waited out
+# the restart) as kill_down; neither is counted. emfile runs last: on 6.12.117 it has crashed the guest
 # kernel (nvmet_tcp_tls_handshake_timeout -> handshake_req_cancel, NULL
 # sk) after an ACCEPT failed with EMFILE.
 # RESULT faults.lost = lost requests of all cases + controllers not live
@@ -73,7 +73,18 @@ null_disks "$K" || die "null_blk"
 nvmet_port 1 "$ADDR" "$SVCID" || die "nvmet port"
 for ((i = 0; i < K; i++)); do nvmet_subsys "${NQNS[i]}" "/dev/nullb$i" || die "subsystem ${NQNS[i]}"; done
 nvmet_link 1 "${NQNS[@]}" || die "port links"
-for n in "${NQNS[@]}"; do psk_insert "$n" 1 || finish; done
+# The first subsystem's PSK, for revoke: a secret of our own in .nvme for
+# the target, and the same secret for the host in a keyring of this
+# script's (keyring=, as nvme-failures does): .nvme's keys grant root no
+# write or setattr (keyctl revoke: EACCES), this one does (perm 0x3f3f0000).
+head -c 32 /dev/urandom >/tmp/psk0
+key_serial keyring .nvme || die "no .nvme keyring"
+keyctl padd psk "NVMe0R01 $HOSTNQN ${NQNS[0]}" "$KEY_SERIAL" </tmp/psk0 >/dev/null || die "PSK for ${NQNS[0]} in .nvme"
+HOST_KR=$(keyctl newring tlshd-vm-faults @s) && keyctl setperm "$HOST_KR" 0x3f3f0000 &&
+	HOST_KEY0=$(keyctl padd psk "NVMe0R01 $HOSTNQN ${NQNS[0]}" "$HOST_KR" </tmp/psk0) &&
+	keyctl setperm "$HOST_KEY0" 0x3f3f0000 || die "host keyring"
+rm -f /tmp/psk0
+for n in "${NQNS[@]:1}"; do psk_insert "$n" 1 || finish; done
 
 unit_install
 mkdir -p /etc/tlshd-go
@@ -101,7 +112,10 @@ say "$UNIT: MainPID $MAINPID, started in $(secs "$START_US") s"
 
 CARGS=(-t tcp -a "$ADDR" -s "$SVCID" --hostnqn="$HOSTNQN" --hostid="$HOSTID" --tls --reconnect-delay=1)
 CTRLS=()
-for n in "${NQNS[@]}"; do
+fabrics_connect "nqn=${NQNS[0]},keyring=$HOST_KR,reconnect_delay=1" || die "connect ${NQNS[0]} (keyring $HOST_KR)"
+ctrl_of "${NQNS[0]}" || die "no controller for ${NQNS[0]}"
+CTRLS+=("$CTRL")
+for n in "${NQNS[@]:1}"; do
 	timeout "$CONNECT_TIMEOUT" nvme connect -n "$n" "${CARGS[@]}" >/tmp/connect.log 2>&1 || { cat /tmp/connect.log; die "connect $n"; }
 	ctrl_of "$n" || die "no controller for $n"
 	CTRLS+=("$CTRL")
@@ -149,7 +163,7 @@ faults_trace() {   # file [exclude-tgid] [count_open 1|0]
 		if (match($0, /\( *[0-9]+\)/)) { tgid = substr($0, RSTART + 1, RLENGTH - 2); gsub(/ /, "", tgid) }
 		r = a["req"]
 		ts = $(i - 1); sub(/:$/, "", ts); ts += 0
-		if (ev == "handshake_submit") { c["submit"]++; open_[r] = 1; side[r] = (comm ~ /^kworker\//) ? "target" : "host" }
+		if (ev == "handshake_submit") { c["submit"]++; open_[r] = 1; side[r] = (comm ~ /^kworker\//) ? "target" : "host"; sts[r] = ts }
 		else if (ev == "handshake_submit_err") { c["submit_err"]++; if (a["err"] == -11) c["eagain"]++ }
 		else if (ev == "handshake_cmd_accept") {
 			c["accept"]++; by[r] = tgid; open_[r] = 1
@@ -167,14 +181,14 @@ faults_trace() {   # file [exclude-tgid] [count_open 1|0]
 		else if (ev == "handshake_cancel") {
 			c["cancel"]++
 			if (ex != "" && by[r] == ex) c["inflight"]++
-			else if (ex != "" && !(r in by)) down[r] = ts   # judged at the end: before the new daemon?
+			else if (ex != "") down[r] = (r in sts) ? sts[r] : ts   # judged at the end: submitted before the new daemon?
 			else c["lost"]++
-			delete open_[r]; delete by[r]; delete side[r]
+			delete open_[r]; delete by[r]; delete side[r]; delete sts[r]
 		}
 	}
 	END {
-		# Never accepted and cancelled while no daemon ran (before the new
-		# daemon first accepted): the restart came after the consumer gave up.
+		# Submitted while no daemon ran (before the new daemon first
+		# accepted) and cancelled: it waited out the restart.
 		for (r in down) { if (first_new == "" || down[r] < first_new) c["down"]++; else c["lost"]++ }
 		for (r in open_) { if (ex != "" && by[r] == ex) c["inflight"]++; else c["open"]++ }
 		if (cnt) c["lost"] += c["open"]
@@ -400,10 +414,9 @@ case_revoke() {
 	local t0 c=${CTRLS[0]} others=("${CTRLS[@]:1}") ev="" d
 	case_begin revoke
 	result revoke_ctrl "$c"
-	key_serial psk "NVMe0R01 $HOSTNQN ${NQNS[0]}" || { fail "revoke: no PSK for ${NQNS[0]}"; return; }
 	storm_fire "${CTRLS[@]}"
 	nap 0.3
-	keyctl revoke "$KEY_SERIAL" || fail "revoke: keyctl revoke $KEY_SERIAL"
+	keyctl revoke "$HOST_KEY0" || fail "revoke: keyctl revoke $HOST_KEY0"
 	t0=${EPOCHREALTIME/./}
 	wait_live "$FAULTS_TIMEOUT" "${others[@]}"
 	result revoke_live_seconds "$(elapsed "$t0")"
