@@ -50,15 +50,16 @@
 # Settings: FAULTS_CASES [silent kill hup revoke emfile], FAULTS_K [8],
 #   FAULTS_SILENT [200], FAULTS_SILENT_RATE [40], FAULTS_TIMEOUT [40] (s for
 #   the controllers to be live again), FAULTS_RESTART_LIVE [30],
-#   FAULTS_DRAIN [12] (s after the silent peers close, for what they left),
-#   FAULTS_FD_SPARE [2], FAULTS_LOG_CONSOLE [0] (stream the journal).
+#   FAULTS_DRAIN [12] (s after the silent peers stop, for what they left),
+#   FAULTS_FD_SPARE [6] (2 would let a daemon hold host ends whose target
+#   ends it cannot accept: no progress possible), FAULTS_LOG_CONSOLE [0].
 # shellcheck source=../lib.sh
 . /harness/lib.sh
 # shellcheck source=../unit.sh
 . /harness/unit.sh
 : "${FAULTS_CASES:=silent kill hup revoke emfile}" "${FAULTS_K:=8}" "${FAULTS_SILENT:=200}"
 : "${FAULTS_SILENT_RATE:=40}" "${FAULTS_TIMEOUT:=40}" "${FAULTS_RESTART_LIVE:=30}" "${FAULTS_DRAIN:=12}"
-: "${FAULTS_FD_SPARE:=2}" "${FAULTS_LOG_CONSOLE:=0}"
+: "${FAULTS_FD_SPARE:=6}" "${FAULTS_LOG_CONSOLE:=0}"
 DAEMON_LOG_CONSOLE=$FAULTS_LOG_CONSOLE
 K=$FAULTS_K
 NQNS=()
