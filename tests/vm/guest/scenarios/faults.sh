@@ -81,10 +81,6 @@ nvmet_link 1 "${NQNS[@]}" || die "port links"
 head -c 32 /dev/urandom >/tmp/psk0
 key_serial keyring .nvme || die "no .nvme keyring"
 keyctl padd psk "NVMe0R01 $HOSTNQN ${NQNS[0]}" "$KEY_SERIAL" </tmp/psk0 >/dev/null || die "PSK for ${NQNS[0]} in .nvme"
-HOST_KR=$(keyctl newring tlshd-vm-faults @s) && keyctl setperm "$HOST_KR" 0x3f3f0000 &&
-	HOST_KEY0=$(keyctl padd psk "NVMe0R01 $HOSTNQN ${NQNS[0]}" "$HOST_KR" </tmp/psk0) &&
-	keyctl setperm "$HOST_KEY0" 0x3f3f0000 || die "host keyring"
-rm -f /tmp/psk0
 for n in "${NQNS[@]:1}"; do psk_insert "$n" 1 || finish; done
 
 unit_install
@@ -113,7 +109,18 @@ say "$UNIT: MainPID $MAINPID, started in $(secs "$START_US") s"
 
 CARGS=(-t tcp -a "$ADDR" -s "$SVCID" --hostnqn="$HOSTNQN" --hostid="$HOSTID" --tls --reconnect-delay=1)
 CTRLS=()
-fabrics_connect "nqn=${NQNS[0]},keyring=$HOST_KR,reconnect_delay=1" || die "connect ${NQNS[0]} (keyring $HOST_KR)"
+# The host keyring lives in a session keyring of its own (possessed, so
+# setperm works); the controller keeps a reference to it afterwards.
+# shellcheck disable=SC2016   # expanded by the inner bash
+keyctl session - bash -c '
+	. /harness/lib.sh
+	kr=$(keyctl newring tlshd-vm-faults @s) && keyctl setperm "$kr" 0x3f3f0000 &&
+		k=$(keyctl padd psk "NVMe0R01 $HOSTNQN $1" "$kr" </tmp/psk0) && keyctl setperm "$k" 0x3f3f0000 || exit 90
+	fabrics_connect "nqn=$1,keyring=$kr,reconnect_delay=1" || exit 91
+	echo "$kr $k" >/tmp/hostkey0' _ "${NQNS[0]}" 2>&1 | grep -v '^Joined session'
+rm -f /tmp/psk0
+read -r HOST_KR HOST_KEY0 2>/dev/null </tmp/hostkey0 || die "host keyring or connect for ${NQNS[0]} failed"
+say "host keyring $HOST_KR, key $HOST_KEY0 for ${NQNS[0]}"
 ctrl_of "${NQNS[0]}" || die "no controller for ${NQNS[0]}"
 CTRLS+=("$CTRL")
 for n in "${NQNS[@]:1}"; do
