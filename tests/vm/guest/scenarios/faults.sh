@@ -430,8 +430,10 @@ case_revoke() {
 	result revoke_live_seconds "$(elapsed "$t0")"
 	result revoke_others_left "$LEFT"
 	((LEFT == 0)) || { fail "revoke: $LEFT other controllers not live"; LOST=$((LOST + LEFT)); }
-	# The revoked one: never live again, refused for its key.
-	nap 2
+	# The revoked one: never live again, refused for its key. Its reset may
+	# have been past the key lookup when the key went: reset it once more.
+	storm_fire "$c"
+	nap 3
 	d=$(dmesg | grep -E " $c: .*(no valid PSK|-126|-128|-129)" | tail -n 1)
 	[ -n "$d" ] && ev="dmesg:${d#*] }"
 	case_trace revoke /tmp/trace.revoke "" 0
