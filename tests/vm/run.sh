@@ -34,11 +34,12 @@
 #   REFRESH=1     re-resolve the kernel and refresh the apt indexes
 #   KEEP_DEBS=1   keep the kernel .debs after unpacking (default: removed)
 #   MIRROR        Debian mirror                          [http://deb.debian.org/debian]
-# Scenario settings (EXPECT_*, STORM_*, MULTI_*, NETNS_*, FAIL_*, FD_*, BASIC_*,
+# Scenario settings (EXPECT_*, STORM_*, MULTI_*, NETNS_*, FAIL_*, FAULTS_*, FD_*, BASIC_*,
 # HOST_DAEMON*, TARGET_DAEMON*, NFS_*, POLICY_*, UNIT_*, SCENARIO_TIMEOUT, DAEMON_LOG_CONSOLE, ...) are
 # passed to the guest unchanged; see the header of each scenario.
 #
-# Exit status 0 only if the guest printed "TLSHD-VM: PASS".
+# Exit status 0 only if the guest init printed "TLSHD-VM: PASS nonce=<N>" as a
+# whole console line, N being this boot's nonce (kernel command line).
 
 set -euo pipefail
 
@@ -75,7 +76,7 @@ KCONFIG_NEEDED="NET_HANDSHAKE TLS NVME_TCP NVME_TCP_TLS NVME_TARGET_TCP NVME_TAR
 # Bump when the root image layout changes.
 IMAGE_FORMAT=2
 # Variables handed to the guest besides the ones above (shell patterns).
-GUEST_VARS="EXPECT_* STORM_* MULTI_* NETNS_* FAIL_* FD_* BASIC_* SHA384_* HOST_DAEMON*
+GUEST_VARS="EXPECT_* STORM_* MULTI_* NETNS_* FAIL_* FAULTS_* FD_* BASIC_* SHA384_* HOST_DAEMON*
 	TARGET_DAEMON* NFS_* POLICY_* UNIT_* INIT_BLAME SCENARIO_TIMEOUT CONSOLE_LOGLEVEL DAEMON_LOG_CONSOLE DAEMON_START_WAIT DD_MB CONNECT_TIMEOUT"
 
 log() { printf '>>> %s\n' "$*" >&2; }
@@ -313,6 +314,7 @@ build_initrd() {   # out
 	mkdir -p "$ov/harness/bin" "$ov/harness/scenarios" "$ov/etc/tlshd-vm"
 	install -m 0755 "$HERE/guest/init" "$ov/harness/init"
 	install -m 0644 "$HERE/guest/lib.sh" "$ov/harness/lib.sh"
+	install -m 0755 "$HERE/guest/tlswire.pl" "$ov/harness/tlswire.pl"
 	install -m 0755 "$HERE"/guest/scenarios/*.sh "$ov/harness/scenarios/"
 	# INIT=systemd: the harness units (harmless under bash), the helpers for
 	# scenarios that run the daemon from its unit, and the project's unit
@@ -399,6 +401,14 @@ init_cmdline() {
 	[ "$INIT" = systemd ] || return 0
 	echo " tlshd_vm_init=systemd systemd.unit=tlshd-vm.target systemd.mask=tlshd.service systemd.firstboot=no"
 }
+# A random nonce per run, on the kernel command line: guest/init prints
+# "TLSHD-VM: PASS nonce=<it> (...)", and only that whole line counts
+# (pass_line), so no daemon log or scenario output on the console can
+# produce a pass by printing the words.
+NONCE=$(od -An -tx1 -N12 /dev/urandom | tr -d ' \n')
+pass_line() {   # console-log
+	grep -qE "^\[ *[0-9]+\.[0-9]{3}\] TLSHD-VM: PASS nonce=$NONCE \([^()]*\)\$" "$1"
+}
 QEMU=()
 qemu_cmd() {   # initrd
 	local kd=$WORKDIR/kernel/$KVER a cpu=max
@@ -411,7 +421,7 @@ qemu_cmd() {   # initrd
 		-drive "file=$ROOT_IMAGE,format=raw,if=virtio,snapshot=on,cache=unsafe"
 		-drive "file=$kd/modules.ext4,format=raw,if=virtio,readonly=on"
 		-kernel "$kd/boot" -initrd "$1"
-		-append "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic rdinit=/init$(init_cmdline)")
+		-append "console=ttyS0 quiet loglevel=4 panic=-1 oops=panic rdinit=/init tlshd_vm_nonce=$NONCE$(init_cmdline)")
 }
 
 # One boot; console lines prefixed with host seconds since qemu started.
@@ -471,7 +481,7 @@ run_vm() {
 		why=""
 		if ! grep -q 'TLSHD-VM: init started' "$con"; then
 			why="boot died before the guest init"
-		elif ! grep -q 'TLSHD-VM: PASS' "$con" && grep -q '\] Oops: int3' "$con"; then
+		elif ! pass_line "$con" && grep -q '\] Oops: int3' "$con"; then
 			why="guest kernel hit a stale text-patch int3 (TCG)"
 		fi
 		[ -n "$why" ] || break
@@ -491,12 +501,12 @@ run_vm() {
 		sed -n 's/^\[ *[0-9.]*\] RESULT //p' "$con"
 		sed -n 's/^\[ *\([0-9.]*\)\] TLSHD-VM: init started, guest uptime \([0-9.]*\)s.*/host_seconds_to_init=\1\nguest_uptime_at_init=\2/p' "$con"
 		tail -n1 "$con" | sed -n 's/^\[ *\([0-9.]*\)\].*/host_seconds_total=\1/p'
-		if grep -q 'TLSHD-VM: PASS' "$con"; then echo result=PASS; else echo result=FAIL; fi
+		if pass_line "$con"; then echo result=PASS; else echo result=FAIL; fi
 	} >"$out/results.txt"
 	[ "$rc" = 124 ] && log "qemu killed after TIMEOUT=$TIMEOUT s"
 	grep -E '^(result|[a-z0-9-]+\.status)=' "$out/results.txt" | sed 's/^/    /' >&2
 	log "console log and results: $out/{console.log,results.txt}"
-	grep -q 'TLSHD-VM: PASS' "$con"
+	pass_line "$con"
 }
 
 build_all() {

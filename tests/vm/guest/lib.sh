@@ -359,6 +359,35 @@ trace_results() {   # key-prefix keys...
 	for k; do result "$p$k" "${TRC[$k]:-0}"; done
 }
 
+# ----------------------------------------------------- TLS on the wire ---
+# The plaintext handshake messages on TCP port $SVCID of lo (tlswire.pl:
+# ClientHello, ServerHello, alerts), so that a scenario can judge what a
+# handshake negotiated from the bytes on the wire, not from the daemon's
+# log. wire_start before the connect, wire_stop after it: -> /tmp/wire.log
+wire_start() {
+	rm -f /tmp/wire.log /tmp/wire.ready
+	perl /harness/tlswire.pl "$SVCID" /tmp/wire.log /tmp/wire.ready &
+	WIRE_PID=$!
+	local i
+	for ((i = 0; i < 250; i++)); do [ -e /tmp/wire.ready ] && return 0; proc_live "$WIRE_PID" || break; nap 0.02; done
+	fail "tlswire.pl did not start"
+	return 1
+}
+wire_stop() {
+	nap 0.2   # the last frames of the connect
+	[ -n "${WIRE_PID:-}" ] && { kill "$WIRE_PID" 2>/dev/null; wait "$WIRE_PID" 2>/dev/null; }
+	WIRE_PID=""
+	touch /tmp/wire.log
+	sed 's/^/    wire: /' /tmp/wire.log
+}
+# Lines of /tmp/wire.log of a kind (CH, SH, ALERT) with all the given
+# key=value fields (whole fields): -> stdout
+wire_count() {   # kind key=value...
+	awk -v want="$*" 'BEGIN { n = split(want, w, " ") }
+		{ ok = 1; for (i = 1; i <= n; i++) if (index(" " $0 " ", " " w[i] " ") == 0) { ok = 0; break }; c += ok }
+		END { print c + 0 }' /tmp/wire.log
+}
+
 # ------------------------------------------------------------ nvmet side ---
 # Memory-backed namespaces (brd: reads return what was written).
 ram_disks() {   # count MiB -> /dev/ram0..

@@ -114,7 +114,9 @@ hs_count() {   # records-file key=value...
 		{ ok = 1; for (i = 1; i <= n; i++) if (index(" " $0 " ", " " w[i] " ") == 0) { ok = 0; break }; c += ok }
 		END { print c + 0 }' "$f"
 }
-# The sandbox as the kernel sees it, from /proc/<pid>/status. -> RESULT
+# The sandbox as the kernel sees it, from /proc/<pid>/status. -> RESULT,
+# and SANDBOX_CAPBND SANDBOX_CAPEFF SANDBOX_NONEWPRIVS SANDBOX_SECCOMP
+# SANDBOX_SECCOMP_FILTERS SANDBOX_MOUNT_NS (own|shared) for the judging
 unit_sandbox_results() {   # pid prefix
 	local buf k v
 	IFS= read -r -d '' buf 2>/dev/null <"/proc/$1/status"
@@ -122,7 +124,9 @@ unit_sandbox_results() {   # pid prefix
 		v=""
 		[[ $buf =~ (^|$'\n')$k:[[:space:]]*([^$'\n']*) ]] && v=${BASH_REMATCH[2]}
 		result "$2${k,,}" "${v:-?}"
+		printf -v "SANDBOX_${k^^}" '%s' "${v:-?}"
 	done
 	if [ "$(readlink "/proc/$1/ns/mnt")" = "$(readlink /proc/self/ns/mnt)" ]; then v=shared; else v=own; fi
 	result "$2mount_ns" "$v"
+	SANDBOX_MOUNT_NS=$v
 }

@@ -94,6 +94,7 @@ must_fail_promptly() {   # case nqn
 	result "${c}_host_status" "${TRC[host_status]:-none}"
 	result "${c}_target_status" "${TRC[target_status]:-none}"
 	result "${c}_cancel" "${TRC[cancel]}"
+	((TRC[cancel] == 0)) || fail "$c: ${TRC[cancel]} requests cancelled (a kernel timeout, not a prompt failure)"
 	[ -n "${TRC[host_status]:-}" ] || fail "$c: no non-zero handshake_complete for the host end"
 	[ -n "${TRC[target_status]:-}" ] || fail "$c: no non-zero handshake_complete for the target end"
 	local want=${WANT_STATUS[$c]:-}
@@ -135,11 +136,16 @@ case_restart() {
 	FAIL_WORD="outcome: not ok"
 	if ((rc == 0)); then verify_connected "$P-c" "restart_"; nvme disconnect -n "$P-c" >/dev/null
 	else fail "restart: connect rc $rc"; fi
-	if ((FAILS > f0)); then outcome=fail; else outcome=pass; fi
-	FAILS=$f0 FAIL_WORD=FAIL
 	trace_save /tmp/trace-restart
 	trace_count /tmp/trace-restart
 	trace_results restart_trace_ submit accept complete_ok complete_err cancel
+	# Every request (the pending ones included) accepted by the new daemon
+	# and completed with status 0; none cancelled by the kernel's timeout.
+	((TRC[submit] >= 2 && TRC[accept] == TRC[submit] && TRC[complete_ok] == TRC[submit])) ||
+		fail "restart: trace submit=${TRC[submit]} accept=${TRC[accept]} complete_ok=${TRC[complete_ok]}, expected all equal, >= 2"
+	((TRC[complete_err] == 0 && TRC[cancel] == 0)) || fail "restart: trace complete_err=${TRC[complete_err]} cancel=${TRC[cancel]}"
+	if ((FAILS > f0)); then outcome=fail; else outcome=pass; fi
+	FAILS=$f0 FAIL_WORD=FAIL
 	judge restart "$EXPECT_R" "$outcome"
 	daemon_alive main || fail "restart: new daemon died"
 }

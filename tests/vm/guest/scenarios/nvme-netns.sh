@@ -69,6 +69,7 @@ pairing() {   # n host-bin host-args target-bin target-args
 		tls_stat "$tp"; result "${p}_ktls_target_ns" "$TLS_TX/$TLS_RX"
 		((TLS_TX == q && TLS_RX == q)) || fail "pairing $1: kTLS in tgt $TLS_TX/$TLS_RX, expected $q"
 		tls_stat 1; result "${p}_ktls_init_ns" "$TLS_TX/$TLS_RX"
+		((TLS_TX == 0 && TLS_RX == 0)) || fail "pairing $1: kTLS in init_net $TLS_TX/$TLS_RX, expected 0/0"
 		if ns_wait "$CTRL" && dd_check "$NSDEV"; then result "${p}_dd" ok; else result "${p}_dd" fail; fail "pairing $1: I/O"; fi
 		nvme disconnect -n "$NQN" >/dev/null
 		trace_save "/tmp/trace-$p"
@@ -119,6 +120,9 @@ if [ "$NETNS_CONTROL" = 1 ]; then
 	trace_save /tmp/trace-ctl
 	trace_count /tmp/trace-ctl
 	result control_submit_errs "${TRC[submit_errs]}"
+	# No daemon listens in tgt: the target's submit finds no listener (-ESRCH).
+	[[ ,${TRC[submit_errs]}, == *,-3x[0-9]*,* ]] || fail "control: no submit refused with -ESRCH (submit errors '${TRC[submit_errs]}')"
+	((TRC[complete_ok] == 0)) || fail "control: ${TRC[complete_ok]} handshakes succeeded"
 	nvme disconnect -n "$NQN" >/dev/null 2>&1
 	daemon_stop ctl
 fi

@@ -148,6 +148,9 @@ storm() {   # name bin args
 	trace_count "/tmp/trace-$name-reset"
 	result "$name.reset_storm_handshakes" "${TRC[complete_ok]}"
 	result "$name.reset_storm_expected_handshakes" $((2 * queues))
+	# Every queue of every live controller needs one good handshake per end
+	# (a reconnect that failed half-way redoes the ones it had: more is fine).
+	((LEFT || TRC[complete_ok] >= 2 * queues)) || fail "$name: ${TRC[complete_ok]} good handshakes in the reset storm, expected at least $((2 * queues))"
 	trace_results "$name.reset_storm_" complete_err cancel submit_err eagain accept_us_p50 accept_us_p90 accept_us_max burst_5ms
 	result "$name.reset_storm_submit_errs" "${TRC[submit_errs]}"
 	result "$name.reset_storm_statuses" "${TRC[statuses]}"
@@ -160,7 +163,7 @@ storm() {   # name bin args
 
 	# --- teardown (sysfs: synchronous, no fork)
 	for c in "${ctrls[@]}"; do ctrl_delete "$c"; done
-	ktls_drained || :
+	ktls_drained || fail "$name: kTLS sockets left after deleting the controllers: $TLS_TX/$TLS_RX"
 	result "$name.ktls_left" $((TLS_TX + TLS_RX))
 	daemon_alive "$name" || fail "$name: daemon died"
 	daemon_stop "$name"
