@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,7 +141,8 @@ func TestSocket(t *testing.T) {
 	srv := &Server{Source: testSource(t), Allow: func(u *unix.Ucred) bool { return allow && u.Pid == int32(os.Getpid()) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go srv.Serve(ctx, l)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, l) }()
 	snap, err := Fetch(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -152,8 +154,18 @@ func TestSocket(t *testing.T) {
 	if _, err := Fetch(ctx, path); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("refused peer: %v", err)
 	}
-	// A second daemon replaces the stale socket.
+	// A second daemon replaces a stale socket.
 	cancel()
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	// A daemon killed without cleanup leaves its socket behind.
+	stale, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.SetUnlinkOnClose(false)
+	stale.Close()
 	l2, err := Listen(path)
 	if err != nil {
 		t.Fatalf("relisten: %v", err)
