@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -111,15 +112,27 @@ func Fetch(ctx context.Context, path string) (*Snapshot, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
+	snap, err := decodeReply(c)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return snap, nil
+}
+
+// decodeReply reads the daemon's one JSON reply: a Snapshot, or an error.
+func decodeReply(r io.Reader) (*Snapshot, error) {
 	var reply struct {
 		Error string `json:"error"`
 		Snapshot
 	}
-	if err := json.NewDecoder(c).Decode(&reply); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", path, err)
+	if err := json.NewDecoder(io.LimitReader(r, maxReply)).Decode(&reply); err != nil {
+		return nil, fmt.Errorf("reading the reply: %w", err)
 	}
 	if reply.Error != "" {
-		return nil, fmt.Errorf("%s: %s", path, reply.Error)
+		return nil, errors.New(reply.Error)
 	}
 	return &reply.Snapshot, nil
 }
+
+// maxReply bounds a reply: a few hundred counters and certificates.
+const maxReply = 1 << 20

@@ -8,7 +8,9 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"io"
 	"math/big"
 	"net"
 	"os"
@@ -171,4 +173,23 @@ func TestSocket(t *testing.T) {
 		t.Fatalf("relisten: %v", err)
 	}
 	l2.Close()
+}
+
+func FuzzDecodeReply(f *testing.F) {
+	var buf bytes.Buffer
+	s := testSource(&testing.T{}).Snapshot()
+	json.NewEncoder(&buf).Encode(s)
+	f.Add(buf.Bytes())
+	f.Add([]byte(`{"error":"permission denied"}`))
+	f.Add([]byte(`{"handshakes":[{"count":-1}]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		snap, err := decodeReply(bytes.NewReader(b))
+		if err == nil && snap == nil {
+			t.Fatal("nil snapshot without an error")
+		}
+		if err == nil {
+			// Whatever decodes renders in Prometheus' format.
+			WritePrometheus(io.Discard, snap)
+		}
+	})
 }
