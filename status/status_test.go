@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -139,8 +140,9 @@ func TestSocket(t *testing.T) {
 	if di, _ := os.Stat(filepath.Dir(path)); di.Mode().Perm() != 0o700 {
 		t.Errorf("directory mode %v", di.Mode())
 	}
-	allow := true
-	srv := &Server{Source: testSource(t), Allow: func(u *unix.Ucred) bool { return allow && u.Pid == int32(os.Getpid()) }}
+	var allow atomic.Bool
+	allow.Store(true)
+	srv := &Server{Source: testSource(t), Allow: func(u *unix.Ucred) bool { return allow.Load() && u.Pid == int32(os.Getpid()) }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	served := make(chan error, 1)
@@ -152,7 +154,7 @@ func TestSocket(t *testing.T) {
 	if snap.Succeeded != 100 || len(snap.Handshakes) != 2 || snap.Version != "1.2.3" {
 		t.Errorf("%+v", snap)
 	}
-	allow = false
+	allow.Store(false)
 	if _, err := Fetch(ctx, path); err == nil || !strings.Contains(err.Error(), "permission denied") {
 		t.Errorf("refused peer: %v", err)
 	}
