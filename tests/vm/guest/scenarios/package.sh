@@ -40,9 +40,17 @@ nvmet_port 1 "$ADDR" "$SVCID" && nvmet_subsys "$NQN" /dev/ram0 && nvmet_link 1 "
 psk_insert "$NQN" 1 || finish
 
 # ------------------------------------------------- 1. tlshd in charge ---
-# run.sh masks tlshd.service on the kernel command line (a runtime mask in
-# /run/systemd/generator.early); an operator's machine has no such mask.
-rm -f /run/systemd/generator.early/tlshd.service
+# run.sh masks tlshd.service on the kernel command line (systemd.mask=:
+# systemd-debug-generator's /dev/null link under /run/systemd), and every
+# daemon-reload (dpkg's systemd trigger makes one) would run the generator
+# again; an operator's machine has no such mask. Mask the generator, drop
+# its link.
+mkdir -p /etc/systemd/system-generators
+ln -sf /dev/null /etc/systemd/system-generators/systemd-debug-generator
+for f in /run/systemd/*/tlshd.service; do
+	[ "$(readlink "$f" 2>/dev/null)" = /dev/null ] && { say "unmasking: removing $f"; rm -f "$f"; }
+done
+systemctl unmask --runtime tlshd.service >/dev/null 2>&1
 systemctl daemon-reload
 systemctl enable --now tlshd.service >/dev/null 2>&1
 result tlshd_active_before "$(systemctl is-active tlshd.service)"
