@@ -148,8 +148,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	for {
 		select {
 		case sig := <-sigs:
-			// SIGUSR1 reloads too: tlshd-go replaces daemons that use it
-			// for that, and it must not kill the daemon by default.
+			// SIGUSR1 reloads too (issue 8): its default action would
+			// kill the daemon, and operators' scripts use either signal.
 			if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
 				notifier.Reloading()
 				if p, err := loadPolicy(path, log); err != nil {
