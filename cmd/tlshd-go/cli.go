@@ -74,7 +74,7 @@ func topUsage(w io.Writer) {
 	for _, c := range commands() {
 		fmt.Fprintf(w, "       tlshd-go %-8s %-22s %s\n", c.name, c.synopsis, c.summary)
 	}
-	fmt.Fprintf(w, "Run 'tlshd-go help COMMAND' or 'tlshd-go COMMAND -h' for a command's flags; man tlshd-go(8).\n")
+	fmt.Fprintf(w, "Run 'tlshd-go help COMMAND' or 'tlshd-go COMMAND -h' for a command's flags; 'man 8 tlshd-go'.\n")
 }
 
 // runHelp is `tlshd-go help [COMMAND]`.
