@@ -87,6 +87,9 @@ result switch_alias "$(systemctl show -p Id --value tlshd.service)"
 [ "$(systemctl show -p Id --value tlshd.service)" = tlshd-go.service ] || fail "tlshd.service does not name tlshd-go.service"
 [ "$(prop ActiveState)" = active ] || die "tlshd-go.service not active"
 mkdir -p /etc/tlshd-go
+result limit_core "$(awk '/^Max core file size/ {print $5}' /proc/"$MAINPID"/limits)"
+result memory_max "$(prop MemoryMax)"
+[ "$(awk '/^Max core file size/ {print $5}' /proc/"$MAINPID"/limits)" = 0 ] || fail "core dumps not off"
 
 # ----------------------------------------- 4. handshakes, journal, status ---
 journal_mark
