@@ -75,7 +75,7 @@ result probe_rc $?
 sed 's/^/    probe: /' /tmp/probe.txt
 result probe_rows "$(($(wc -l </tmp/probe.txt) - 1))"
 result probe_ktls_aes128 "$(awk '/^kTLS TLS_AES_128_GCM_SHA256/ {print $3}' /tmp/probe.txt)"
-result probe_rekey "$(awk '/^kTLS rekey/ {print $5}' /tmp/probe.txt)"
+result probe_rekey "$(awk -F'  +' '/^kTLS rekey/ {print $2}' /tmp/probe.txt)"
 /usr/sbin/tlshd-go probe --json >/tmp/probe.json 2>&1 || :
 grep -q '"name": "kTLS on MPTCP"' /tmp/probe.json || fail "probe --json lacks rows"
 
@@ -85,7 +85,12 @@ systemctl enable --now tlshd-go.service >/tmp/enable.log 2>&1 || fail "systemctl
 MAINPID=$(prop MainPID)
 result switch_alias "$(systemctl show -p Id --value tlshd.service)"
 [ "$(systemctl show -p Id --value tlshd.service)" = tlshd-go.service ] || fail "tlshd.service does not name tlshd-go.service"
-[ "$(prop ActiveState)" = active ] || die "tlshd-go.service not active"
+for _ in 1 2 3 4 5 6 7 8 9 10; do [ "$(prop ActiveState)" = activating ] || break; nap 1; done
+if [ "$(prop ActiveState)" != active ]; then
+	systemctl status --no-pager -l tlshd-go.service 2>&1 | tail -n 15 | sed 's/^/    status: /'
+	journalctl -q -u tlshd-go -n 30 -o cat | sed 's/^/    journal: /'
+	die "tlshd-go.service $(prop ActiveState)/$(prop SubState)"
+fi
 mkdir -p /etc/tlshd-go
 result limit_core "$(awk '/^Max core file size/ {print $5}' /proc/"$MAINPID"/limits)"
 result memory_max "$(prop MemoryMax)"
