@@ -379,3 +379,18 @@ func TestConnectServeKTLS(t *testing.T) {
 		t.Errorf("want 24 key updates sent by connect (100000/4096): %s", msg)
 	}
 }
+
+// TestReleaseStartupPages: the test binary keeps working (its GC walks
+// pointers in read-only data) after the daemon's start-up page release,
+// which must leave relocated RELRO pages of a PIE alone.
+func TestReleaseStartupPages(t *testing.T) {
+	releaseStartupPages()
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v %T", map[string]int{"x": 1}, t)
+	if b.Len() == 0 {
+		t.Fatal("formatting after release")
+	}
+}

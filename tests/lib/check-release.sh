@@ -27,3 +27,6 @@ cmp "$tmp/a/tlshd-go" "$tmp/b/tlshd-go" || { echo "two builds differ" >&2; exit 
 echo "reproducible: $(sha256sum <"$tmp/a/tlshd-go" | cut -d' ' -f1)"
 file -b "$tmp/a/tlshd-go" | grep -q 'pie executable' || { echo "not a PIE: $(file -b "$tmp/a/tlshd-go")" >&2; exit 1; }
 echo "PIE: $(file -b "$tmp/a/tlshd-go")"
+# The daemon's start-up page release must survive the PIE's relocated
+# RELRO pages (go test builds non-PIE unless told).
+go test -count=1 -buildmode=pie -run TestReleaseStartupPages ./cmd/tlshd-go
