@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/tlshd-go/tlshd-go/handshake/stdtls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
@@ -21,11 +25,11 @@ import (
 // With --cert/--ca it checks a certificate setup as the daemon would for
 // NFS (--servername is then the name the server must prove).
 func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	c := newTLSCommand("connect", "HOST:PORT", stderr)
+	c := newTLSCommand("connect", "HOST:PORT", "userspace TLS 1.3 client, like openssl s_client", stdin, stdout, stderr)
 	serverName := c.fs.String("servername", "", "PSK: server_name (SNI) to send; x509: the name the server must prove (default: HOST)")
-	mp := newMPTCPFlag(c.fs)
+	mp := newMPTCPFlag(c.fs.FlagSet)
 	addr, code := c.parse(args)
-	if code != 0 {
+	if addr == "" {
 		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.tf.timeout.d)
@@ -55,18 +59,23 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if c.ktls {
 			s, err := stdtls.Client(ctx, raw, cfg)
 			if err != nil {
-				return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
+				return c.failHint(fmt.Errorf("handshake with %s: %w", addr, err))
 			}
 			describeX509(stderr, "connected to "+addr+mp.note(raw), s)
-			return c.kernelCopy(raw, s, stdin, stdout)
+			return c.kernelCopy(raw, s, c.stdin, stdout)
 		}
 		conn := tls.Client(raw, cfg)
 		defer conn.Close()
 		if err := conn.HandshakeContext(ctx); err != nil {
-			return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
+			return c.failHint(fmt.Errorf("handshake with %s: %w", addr, err))
+		}
+		early, err := awaitVerdict(conn, verdictGrace)
+		if err != nil {
+			return c.failHint(fmt.Errorf("%s refused the connection after the handshake: %w", addr, err))
 		}
 		describeTLS(stderr, "connected to "+addr+mp.note(raw), conn.ConnectionState())
-		if err := copyBoth(conn, stdin, stdout); err != nil {
+		stdout.Write(early)
+		if err := copyBoth(conn, c.stdin, stdout); err != nil {
 			return c.fail(err)
 		}
 		return 0
@@ -86,7 +95,7 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer conn.Close()
 	defer mp.watch(raw).report(stderr, "connection to "+addr)
 	if err := conn.Handshake(ctx); err != nil {
-		return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
+		return c.failHint(fmt.Errorf("handshake with %s: %w", addr, err))
 	}
 	describe(stderr, "connected to "+addr+mp.note(raw), conn.State())
 	if c.ktls {
@@ -94,13 +103,82 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return c.fail(err)
 		}
-		return c.kernelCopy(raw, s, stdin, stdout)
+		return c.kernelCopy(raw, s, c.stdin, stdout)
 	}
 	data := withKeyUpdates(conn, func() error { return conn.KeyUpdate(false) }, c.updateEvery)
-	if err := copyBoth(data, stdin, stdout); err != nil {
+	if err := copyBoth(data, c.stdin, stdout); err != nil {
 		return c.fail(err)
 	}
 	return 0
+}
+
+// verdictGrace is how long connect waits after a TLS 1.3 handshake for
+// the server's verdict on our Finished and certificate.
+const verdictGrace = 500 * time.Millisecond
+
+// awaitVerdict waits up to grace for the server's first record after the
+// handshake. A TLS 1.3 client finishes its handshake before the server has
+// checked the client's certificate (RFC 8446 4.4.2.4): a server that
+// refuses it sends its alert only then, and "connected" printed at
+// Handshake's return would be a lie. It returns data the server sent
+// first, if any; silence for grace counts as accepted.
+func awaitVerdict(conn *tls.Conn, grace time.Duration) ([]byte, error) {
+	buf := make([]byte, 16384)
+	conn.SetReadDeadline(time.Now().Add(grace))
+	defer conn.SetReadDeadline(time.Time{})
+	n, err := conn.Read(buf)
+	switch {
+	case n > 0:
+		return buf[:n], nil
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, io.EOF):
+		// crypto/tls keeps the connection usable after a read timeout.
+		return nil, nil
+	}
+	return nil, err
+}
+
+// failHint reports a failed client handshake with what probably caused it.
+func (c *tlsCommand) failHint(err error) int {
+	c.fail(err)
+	if h := clientHint(err); h != "" {
+		fmt.Fprintf(c.stderr, "hint: %s\n", h)
+	}
+	return 1
+}
+
+// clientHint guesses the cause of a client-side failure from the alert
+// the server sent: alerts are terse and name the symptom, not the cause.
+func clientHint(err error) string {
+	var alert *tls13.AlertError
+	if errors.As(err, &alert) && alert.Received {
+		switch alert.Alert {
+		case tls13.AlertUnknownPSKIdentity:
+			return "the server does not know our PSK identity: compare --psk-identity with the server's (for NVMe: host NQN, subsystem NQN, hash and digest)"
+		case tls13.AlertIllegalParameter, tls13.AlertDecryptError, tls13.AlertBadRecordMAC:
+			// The binder, computed from the PSK, did not verify.
+			return "the server's PSK differs from ours for this identity (or it uses the other hash: --hash)"
+		case tls13.AlertHandshakeFailure:
+			return "no common cipher suite, group or PSK mode (--suites, --groups, --no-dhe)"
+		}
+		return ""
+	}
+	msg := err.Error()
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	switch {
+	case strings.Contains(msg, "certificate required"):
+		return "the server requires a client certificate: pass --cert FILE (and --key FILE)"
+	case strings.Contains(msg, "remote error: tls: unknown certificate authority"),
+		strings.Contains(msg, "remote error: tls: bad certificate"):
+		return "the server does not accept our certificate: is it signed by an anchor the server trusts, and not expired?"
+	case errors.As(err, &unknownCA):
+		return "the server's certificate does not chain to our trust anchors: --ca FILE"
+	case errors.As(err, &hostname):
+		return "the server's certificate is not for this name: --servername NAME"
+	case strings.Contains(msg, "connection refused"):
+		return "nothing listens there"
+	}
+	return ""
 }
 
 // kernelCopy hands the connection to kTLS and copies both ways through

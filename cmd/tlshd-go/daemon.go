@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
+	"golang.org/x/sys/unix"
 
 	"github.com/tlshd-go/tlshd-go/config"
 	"github.com/tlshd-go/tlshd-go/handshake"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/tpmkey"
+	"github.com/tlshd-go/tlshd-go/status"
 	"github.com/tlshd-go/tlshd-go/systemd"
 )
 
@@ -29,9 +31,9 @@ func versionLine() string { return systemd.VersionLine(version) }
 
 // runDaemon is the daemon: tlshd's flags (-c FILE, -s, -v, -h), plus
 // --log-level.
-func runDaemon(args []string, stderr io.Writer) int {
+func runDaemon(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("tlshd-go", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	var path string
 	fs.StringVar(&path, "c", "", "policy `file` (TOML; a tlshd.conf is converted on the fly) (default "+config.DefaultPath+")")
 	fs.StringVar(&path, "config", "", "same as -c")
@@ -42,15 +44,17 @@ func runDaemon(args []string, stderr io.Writer) int {
 	fs.BoolVar(&showVersion, "version", false, "same as -v")
 	var levelFlag logLevelFlag
 	fs.Var(&levelFlag, "log-level", "override the policy's log level (debug, info, warn, error)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: tlshd-go [-c FILE] [-s] [-v] [--log-level LEVEL]\n"+
-			"       tlshd-go connect|serve|check|config ... (see tlshd-go CMD -h)\n")
-		fs.PrintDefaults()
-	}
+	statusSocket := fs.String("status-socket", status.DefaultSocket, "serve `tlshd-go status` on this unix socket (\"\" for none)")
+	fs.Usage = func() {} // the flag package calls it on every error
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			topUsage(stdout)
+			fmt.Fprintln(stdout, "\nDaemon flags:")
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
 			return 0
 		}
+		fmt.Fprintf(stderr, "tlshd-go: %v\nRun 'tlshd-go -h' for usage.\n", err)
 		return 2
 	}
 	if showVersion {
@@ -59,8 +63,14 @@ func runDaemon(args []string, stderr io.Writer) int {
 		return 0
 	}
 	if fs.NArg() != 0 {
-		fs.Usage()
+		fmt.Fprintf(stderr, "tlshd-go: unexpected argument %q\nRun 'tlshd-go -h' for usage.\n", fs.Arg(0))
 		return 2
+	}
+	// The daemon holds PSKs and private keys: no core dumps, and no
+	// ptrace or /proc/PID/mem access by other processes of root's uid
+	// without CAP_SYS_PTRACE (issue 8).
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		fmt.Fprintf(stderr, "tlshd-go: PR_SET_DUMPABLE: %v\n", err)
 	}
 	noHugePages()
 	runtime.UnlockOSThread() // locked by init for the re-exec only
@@ -105,6 +115,8 @@ func runDaemon(args []string, stderr io.Writer) int {
 	caps := kernel.Capabilities()
 	log.Debug("kernel capabilities", "family", caps.FamilyID, "probed", caps.Probed, "done_attrs", caps.DoneAttrs, "probe_err", caps.ProbeErr)
 
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	tpm := &tpmOpener{device: func() string { return holder.Load().Global().TPMDevice }}
 	defer tpm.close()
 	keyLog, closeKeyLog, err := openKeyLog(os.Getenv, policy, log) // keylog.go
@@ -125,17 +137,17 @@ func runDaemon(args []string, stderr io.Writer) int {
 		LookupAddr: net.DefaultResolver.LookupAddr, // sni.go
 	}
 
+	startStatus(ctx, d, holder.Load, *statusSocket, log)
+
 	notifier, err := systemd.FromEnv()
 	if err != nil {
 		log.Warn("sd_notify", "err", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	tuneMemory(policy.Global().MaxConcurrent)
 	tuneScheduler()
@@ -147,7 +159,9 @@ func runDaemon(args []string, stderr io.Writer) int {
 	for {
 		select {
 		case sig := <-sigs:
-			if sig == syscall.SIGHUP {
+			// SIGUSR1 reloads too (issue 8): its default action would
+			// kill the daemon, and operators' scripts use either signal.
+			if sig == syscall.SIGHUP || sig == syscall.SIGUSR1 {
 				notifier.Reloading()
 				if p, err := loadPolicy(path, log); err != nil {
 					log.Error("reload failed; keeping the current policy", "err", err)

@@ -8,7 +8,9 @@
 //	tlshd-go serve [flags] ADDR          userspace TLS 1.3 echo server (like openssl s_server)
 //	tlshd-go check [-c FILE]             validate the policy and print it in effect
 //	tlshd-go config import FILE          convert a tlshd.conf to the TOML policy
-//	tlshd-go probe                       report what the kernel offers; exit 0 if it has the upcall
+//	tlshd-go probe [--json]              report what the kernel offers; exit 0 if it has the upcall
+//	tlshd-go status [--json|--prometheus] the running daemon's counters
+//	tlshd-go help [COMMAND]              usage of tlshd-go or of a command
 package main
 
 import (
@@ -16,6 +18,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 )
 
@@ -38,24 +41,17 @@ func main() {
 // run dispatches to a subcommand or the daemon and returns the exit
 // status; tests call it directly.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "connect":
-			return runConnect(args[1:], stdin, stdout, stderr)
-		case "serve":
-			return runServe(args[1:], stdout, stderr)
-		case "check":
-			return runCheck(args[1:], stdout, stderr)
-		case "config":
-			return runConfig(args[1:], stdout, stderr)
-		case "probe":
-			return runProbe(stdout, stderr)
-		case "version":
-			fmt.Fprintln(stdout, versionLine())
-			return 0
-		}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return runDaemon(args, stdout, stderr)
 	}
-	return runDaemon(args, stderr)
+	if args[0] == "help" {
+		return runHelp(args[1:], stdin, stdout, stderr)
+	}
+	c, ok := findCommand(args[0])
+	if !ok {
+		return unknownCommand(stderr, args[0])
+	}
+	return c.run(args[1:], stdin, stdout, stderr)
 }
 
 // durationFlag is a flag.Value for durations that also accepts a bare

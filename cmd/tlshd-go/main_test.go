@@ -93,7 +93,7 @@ func TestConnectFailures(t *testing.T) {
 		var cerr testtool.Buffer
 		code := run([]string{"connect", "--psk-identity", testID, "--psk", strings.Repeat("cd", 32), addr},
 			strings.NewReader(""), &testtool.Buffer{}, &cerr)
-		if code == 0 || !strings.Contains(cerr.String(), "decrypt_error") {
+		if code == 0 || !strings.Contains(cerr.String(), "decrypt_error") || !strings.Contains(cerr.String(), "hint: the server's PSK differs") {
 			t.Errorf("exit %d, stderr %q", code, cerr.String())
 		}
 		<-done
@@ -103,7 +103,7 @@ func TestConnectFailures(t *testing.T) {
 		var cerr testtool.Buffer
 		code := run([]string{"connect", "--psk-identity", "NVMe0R01 someone else", "--psk", key, addr},
 			strings.NewReader(""), &testtool.Buffer{}, &cerr)
-		if code == 0 || !strings.Contains(cerr.String(), "unknown_psk_identity") {
+		if code == 0 || !strings.Contains(cerr.String(), "unknown_psk_identity") || !strings.Contains(cerr.String(), "hint: the server does not know our PSK identity") {
 			t.Errorf("exit %d, stderr %q", code, cerr.String())
 		}
 		<-done
@@ -156,7 +156,8 @@ func TestHashDefaults(t *testing.T) {
 		{"plain identity", "", crypto.SHA256},
 		{"plain identity", "sha384", crypto.SHA384},
 	} {
-		f := tlsFlags{identity: tc.id, psk: "00112233", hash: tc.hash}
+		key := strings.Repeat("00", tc.want.Size())
+		f := tlsFlags{identity: tc.id, psk: key, hash: tc.hash}
 		p, err := f.resolvePSK()
 		if err != nil || p.Hash != tc.want {
 			t.Errorf("%q %q: %v %v, want %v", tc.id, tc.hash, p, err, tc.want)
@@ -234,6 +235,11 @@ func TestConnectServeX509(t *testing.T) {
 			{"no client certificate", []string{"--cert", srvCert, "--key", srvKey, "--ca", caFile, "--require-client-cert"},
 				[]string{"--ca", caFile, "--servername", "nfs.example.com"}},
 		} {
+			hint := map[string]string{
+				"wrong server name":     "hint: the server's certificate is not for this name",
+				"untrusted server":      "hint: the server's certificate does not chain to our trust anchors",
+				"no client certificate": "hint: the server requires a client certificate",
+			}[tc.name]
 			t.Run(tc.name, func(t *testing.T) {
 				addr, _, done := serveOnce(t, tc.serve...)
 				var out, cerr testtool.Buffer
@@ -242,6 +248,11 @@ func TestConnectServeX509(t *testing.T) {
 				// only on its first read: the exit status says so then.
 				if code == 0 {
 					t.Errorf("connect succeeded: %s", cerr.String())
+				}
+				// connect waits for the server's verdict before it says
+				// "connected".
+				if strings.Contains(cerr.String(), "connected to") || !strings.Contains(cerr.String(), hint) {
+					t.Errorf("stderr %q, want no \"connected\" and %q", cerr.String(), hint)
 				}
 				if sc := <-done; sc == 0 {
 					t.Errorf("serve's handshake succeeded")
@@ -321,5 +332,20 @@ func TestConnectServeKTLS(t *testing.T) {
 	msg := bigEcho(t, upd, upd, 100000)
 	if !strings.Contains(msg, "key updates: 24 sent") {
 		t.Errorf("want 24 key updates sent by connect (100000/4096): %s", msg)
+	}
+}
+
+// TestReleaseStartupPages: the test binary keeps working (its GC walks
+// pointers in read-only data) after the daemon's start-up page release,
+// which must leave relocated RELRO pages of a PIE alone.
+func TestReleaseStartupPages(t *testing.T) {
+	releaseStartupPages()
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%v %T", map[string]int{"x": 1}, t)
+	if b.Len() == 0 {
+		t.Fatal("formatting after release")
 	}
 }

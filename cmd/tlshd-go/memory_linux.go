@@ -65,20 +65,44 @@ func noHugePages() {
 // so they stay in the page cache and come back on a minor fault if used.
 // Without this the kernel's fault-around leaves most of the binary mapped
 // for the daemon's lifetime.
+//
+// Only mappings without private dirty or anonymous pages qualify: in a
+// position-independent executable the RELRO segment (relocated pointers,
+// mprotected read-only after relocation) is r--p too, and MADV_DONTNEED
+// would drop the relocations and bring back the file's unrelocated bytes
+// (the daemon then crashed in the garbage collector).
 func releaseStartupPages() {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return
 	}
-	f, err := os.Open("/proc/self/maps")
+	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return
 	}
 	defer f.Close()
+	type mapping struct {
+		start, end uint64
+		dirty      bool
+	}
+	var maps []mapping
+	cur := -1 // index in maps of the exe mapping being read, or -1
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// "00400000-00784000 r-xp 00000000 fe:01 1234  /usr/sbin/tlshd-go"
 		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if strings.HasSuffix(fields[0], ":") {
+			// "Private_Dirty:     4 kB", "Anonymous:     0 kB"
+			if cur >= 0 && len(fields) >= 2 && fields[1] != "0" &&
+				(fields[0] == "Private_Dirty:" || fields[0] == "Anonymous:") {
+				maps[cur].dirty = true
+			}
+			continue
+		}
+		// "00400000-00784000 r-xp 00000000 fe:01 1234  /usr/sbin/tlshd-go"
+		cur = -1
 		if len(fields) < 6 || fields[5] != exe || (fields[1] != "r-xp" && fields[1] != "r--p") {
 			continue
 		}
@@ -91,6 +115,15 @@ func releaseStartupPages() {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		unix.Syscall(unix.SYS_MADVISE, uintptr(start), uintptr(end-start), unix.MADV_DONTNEED)
+		maps = append(maps, mapping{start: start, end: end})
+		cur = len(maps) - 1
+	}
+	if sc.Err() != nil {
+		return // a partial read could miss a mapping's dirty pages
+	}
+	for _, m := range maps {
+		if !m.dirty {
+			unix.Syscall(unix.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), unix.MADV_DONTNEED)
+		}
 	}
 }

@@ -20,13 +20,13 @@ import (
 // client sends, one goroutine per connection, until interrupted. With
 // --cert it serves x509 (--ca, --crl, --require-client-cert,
 // --allowed-name check clients as the daemon would).
-func runServe(args []string, stdout, stderr io.Writer) int {
-	c := newTLSCommand("serve", "ADDR", stderr)
+func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := newTLSCommand("serve", "ADDR", "userspace TLS 1.3 echo server, like openssl s_server", stdin, stdout, stderr)
 	once := c.fs.Bool("once", false, "serve a single connection, then exit with its handshake's status")
 	c.fs.BoolVar(&c.cert.RequireClientCert, "require-client-cert", false, "x509: mutual TLS; without it a client certificate is verified if sent")
-	mp := newMPTCPFlag(c.fs)
+	mp := newMPTCPFlag(c.fs.FlagSet)
 	addr, code := c.parse(args)
-	if code != 0 {
+	if addr == "" {
 		return code
 	}
 

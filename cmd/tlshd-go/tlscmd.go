@@ -17,7 +17,8 @@ import (
 // authentication modes, parsing, and error reporting.
 type tlsCommand struct {
 	name   string
-	fs     *flag.FlagSet
+	fs     *cmdFlags
+	stdin  io.Reader // what is left of it after --psk-file -
 	stderr io.Writer
 	tf     tlsFlags
 	cert   certs.Flags
@@ -35,10 +36,9 @@ type stringsFlag []string
 func (s *stringsFlag) String() string     { return fmt.Sprint(*s) }
 func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
 
-func newTLSCommand(name, operand string, stderr io.Writer) *tlsCommand {
-	c := &tlsCommand{name: name, fs: flag.NewFlagSet(name, flag.ContinueOnError), stderr: stderr}
-	c.fs.SetOutput(stderr)
-	c.tf.register(c.fs)
+func newTLSCommand(name, operand, summary string, stdin io.Reader, stdout, stderr io.Writer) *tlsCommand {
+	c := &tlsCommand{name: name, fs: newFlagSet(name, operand, summary, stdout), stdin: stdin, stderr: stderr}
+	c.tf.register(c.fs.FlagSet)
 	c.fs.BoolVar(&c.x509, "x509", false, "certificate mode (implied by --cert or --ca); the PSK flags do not apply")
 	c.fs.StringVar(&c.cert.CertFile, "cert", "", "x509: our certificate chain (PEM, leaf first)")
 	c.fs.StringVar(&c.cert.KeyFile, "key", "", "x509: our private key (PEM, or a TPM key in TSS2 PEM form); default: in --cert")
@@ -48,21 +48,39 @@ func newTLSCommand(name, operand string, stderr io.Writer) *tlsCommand {
 	c.fs.StringVar(&c.tpm, "tpm", "/dev/tpmrm0", "x509: the TPM for TSS2 private keys (device or unix socket)")
 	c.fs.BoolVar(&c.ktls, "ktls", false, "after the handshake, hand the connection to kernel TLS as the daemon does (needs the tls module)")
 	c.fs.IntVar(&c.updateEvery, "key-update-bytes", 0, "send a TLS KeyUpdate after every N bytes written (with --ktls: through the kernel, Linux 6.14+)")
-	c.fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: tlshd-go %s [flags] %s\n", name, operand)
-		c.fs.PrintDefaults()
-	}
 	return c
 }
 
-// parse returns the operand, or an exit status (2) for a usage error.
+// Flags of one authentication mode, refused with the other's.
+var (
+	pskOnlyFlags  = []string{"psk", "psk-file", "psk-identity", "hash", "no-dhe"}
+	x509OnlyFlags = []string{"x509", "cert", "key", "ca", "crl", "allowed-name", "require-client-cert"}
+)
+
+// parse returns the operand, or an exit status: 0 after -h, 2 for a usage
+// error (one line and a hint).
 func (c *tlsCommand) parse(args []string) (string, int) {
-	if err := c.fs.Parse(args); err != nil {
-		return "", 2
+	if code := parseFlags(c.fs, args, 1, c.stderr); code >= 0 {
+		return "", code
 	}
-	if c.fs.NArg() != 1 {
-		c.fs.Usage()
-		return "", 2
+	set := map[string]bool{}
+	c.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var pskSet, x509Set string
+	for _, n := range pskOnlyFlags {
+		if set[n] && pskSet == "" {
+			pskSet = n
+		}
+	}
+	for _, n := range x509OnlyFlags {
+		if set[n] && x509Set == "" {
+			x509Set = n
+		}
+	}
+	if pskSet != "" && x509Set != "" {
+		return "", usageError(c.stderr, c.name, fmt.Sprintf("--%s (PSK) and --%s (certificates) do not go together: choose one authentication mode", pskSet, x509Set))
+	}
+	if set["psk"] && set["psk-file"] {
+		return "", usageError(c.stderr, c.name, "--psk and --psk-file do not go together")
 	}
 	if c.cert.CertFile != "" || c.cert.CAFile != "" {
 		c.x509 = true
@@ -78,8 +96,7 @@ func (c *tlsCommand) parse(args []string) (string, int) {
 		}
 	}
 	if c.x509 && !c.ktls && c.updateEvery > 0 {
-		fmt.Fprintln(c.stderr, "--key-update-bytes with certificates needs --ktls (crypto/tls does not expose KeyUpdate)")
-		return "", 2
+		return "", usageError(c.stderr, c.name, "--key-update-bytes with certificates needs --ktls (crypto/tls does not expose KeyUpdate)")
 	}
 	return c.fs.Arg(0), 0
 }
@@ -95,6 +112,11 @@ func (c *tlsCommand) pskConfig() (*tls13.Config, *tls13.PSK, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	rest, err := c.tf.loadPSK(c.stdin, c.stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.stdin = rest
 	psk, err := c.tf.resolvePSK()
 	return cfg, psk, err
 }
