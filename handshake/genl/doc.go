@@ -15,7 +15,8 @@
 // After every READY, after ErrOverrun and once at start-up (READY is never
 // re-sent), the daemon calls Conn.Accept until it fails with ErrNoRequest:
 // ACCEPT hands out the oldest pending request, not the one a READY
-// announced.
+// announced. Accept's other errors say whether to retry later (ErrRetry),
+// go on after an unusable reply (ErrBadReply), or give up; see errors.go.
 //
 // The kernel installs the handshake socket as a new file descriptor in the
 // calling process while it handles ACCEPT, and links the consumer's keyring
@@ -24,5 +25,7 @@
 // for the threading rules.
 //
 // Raw attribute numbers live only in this package's decode and encode
-// functions, named after their UAPI constants (include/uapi/linux/handshake.h).
+// functions, named after their UAPI constants (include/uapi/linux/handshake.h),
+// except those of the unmerged KeyUpdate proposal, which keyupdate.go
+// exports in one block so that package fakekernel speaks the same ones.
 package genl
