@@ -30,6 +30,9 @@ type State struct {
 	Suite tls13.CipherSuite
 	// Client is the role this side had in the first handshake.
 	Client bool
+	// Socket identifies the connection's socket (its inode number), so
+	// that a state is never applied to another connection's socket.
+	Socket uint64
 	// TX protects what this side sends, RX what it receives: the
 	// application traffic secrets of generation TXGen and RXGen (0 after
 	// the handshake, one more at each KeyUpdate, RFC 8446 7.2).
@@ -55,11 +58,11 @@ func (s *State) Clone() *State {
 }
 
 // encoding: version 1, flags (bit 0: client), suite (u16), TX generation,
-// RX generation (u32 each), then the two secrets, whose length the suite's
-// hash fixes. Big-endian.
+// RX generation (u32 each), socket (u64), then the two secrets, whose
+// length the suite's hash fixes. Big-endian.
 const (
 	formatVersion = 1
-	headerLen     = 1 + 1 + 2 + 4 + 4
+	headerLen     = 1 + 1 + 2 + 4 + 4 + 8
 	flagClient    = 1
 )
 
@@ -80,6 +83,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	binary.BigEndian.PutUint16(b[2:], uint16(s.Suite))
 	binary.BigEndian.PutUint32(b[4:], s.TXGen)
 	binary.BigEndian.PutUint32(b[8:], s.RXGen)
+	binary.BigEndian.PutUint64(b[12:], s.Socket)
 	b = append(b, s.TX...)
 	return append(b, s.RX...), nil
 }
@@ -109,6 +113,7 @@ func (s *State) UnmarshalBinary(b []byte) error {
 		Client: b[1]&flagClient != 0,
 		TXGen:  binary.BigEndian.Uint32(b[4:]),
 		RXGen:  binary.BigEndian.Uint32(b[8:]),
+		Socket: binary.BigEndian.Uint64(b[12:]),
 		TX:     append([]byte(nil), b[headerLen:headerLen+n]...),
 		RX:     append([]byte(nil), b[headerLen+n:]...),
 	}

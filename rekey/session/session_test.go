@@ -9,7 +9,7 @@ import (
 )
 
 func testState(suite tls13.CipherSuite, n int) *State {
-	return &State{Suite: suite, Client: true, TX: bytes.Repeat([]byte{1}, n), RX: bytes.Repeat([]byte{2}, n), TXGen: 7, RXGen: 1 << 31}
+	return &State{Suite: suite, Client: true, TX: bytes.Repeat([]byte{1}, n), RX: bytes.Repeat([]byte{2}, n), TXGen: 7, RXGen: 1 << 31, Socket: 1<<40 + 5}
 }
 
 func TestMarshalRoundTrip(t *testing.T) {
@@ -26,7 +26,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 		if err := got.UnmarshalBinary(b); err != nil {
 			t.Fatal(err)
 		}
-		if got.Suite != s.Suite || got.Client != s.Client || got.TXGen != s.TXGen || got.RXGen != s.RXGen ||
+		if got.Suite != s.Suite || got.Client != s.Client || got.TXGen != s.TXGen || got.RXGen != s.RXGen || got.Socket != s.Socket ||
 			!bytes.Equal(got.TX, s.TX) || !bytes.Equal(got.RX, s.RX) {
 			t.Errorf("round trip: %+v, want %+v", got, s)
 		}
