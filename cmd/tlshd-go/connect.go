@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
+	"os/signal"
 	"sync"
+	"syscall"
 
 	"github.com/tlshd-go/tlshd-go/handshake/stdtls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
@@ -27,7 +30,10 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if code != 0 {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.tf.timeout.d)
+	// SIGINT or SIGTERM ends an open session with close_notify.
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sig, c.tf.timeout.d)
 	defer cancel()
 
 	if c.x509 {
@@ -56,7 +62,7 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
 			}
 			describeX509(stderr, "connected to "+addr, s)
-			return c.kernelCopy(raw, s, stdin, stdout)
+			return c.kernelCopy(sig, raw, s, stdin, stdout)
 		}
 		conn := tls.Client(raw, cfg)
 		defer conn.Close()
@@ -64,6 +70,7 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return c.fail(fmt.Errorf("handshake with %s: %w", addr, err))
 		}
 		describeTLS(stderr, "connected to "+addr, conn.ConnectionState())
+		defer context.AfterFunc(sig, func() { endSession(conn, raw) })()
 		if err := copyBoth(conn, stdin, stdout); err != nil {
 			return c.fail(err)
 		}
@@ -91,9 +98,10 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return c.fail(err)
 		}
-		return c.kernelCopy(raw, s, stdin, stdout)
+		return c.kernelCopy(sig, raw, s, stdin, stdout)
 	}
 	data := withKeyUpdates(conn, func() error { return conn.KeyUpdate(false) }, c.updateEvery)
+	defer context.AfterFunc(sig, func() { endSession(conn, raw) })()
 	if err := copyBoth(data, stdin, stdout); err != nil {
 		return c.fail(err)
 	}
@@ -102,12 +110,14 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // kernelCopy hands the connection to kTLS and copies both ways through
 // the kernel, with key updates if asked.
-func (c *tlsCommand) kernelCopy(raw net.Conn, s *tls13.Session, in io.Reader, out io.Writer) int {
+// A signal (sig done) ends the session with close_notify.
+func (c *tlsCommand) kernelCopy(sig context.Context, raw net.Conn, s *tls13.Session, in io.Reader, out io.Writer) int {
 	kc, err := toKernel(raw, s)
 	if err != nil {
 		return c.fail(err)
 	}
-	defer kc.Close()
+	defer kc.Close() // close_notify
+	defer context.AfterFunc(sig, func() { endSession(kc, raw) })()
 	data := withKeyUpdates(kc, func() error { return kc.Update(false) }, c.updateEvery)
 	err = copyBoth(data, in, out)
 	sent, received := kc.Updates()

@@ -21,6 +21,7 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/tpmkey"
+	"github.com/tlshd-go/tlshd-go/rekey/session"
 	"github.com/tlshd-go/tlshd-go/systemd"
 )
 
@@ -114,6 +115,8 @@ func runDaemon(args []string, stderr io.Writer) int {
 		Policy:     holder.Load,
 		Log:        log,
 		OpenTPMKey: tpm.open,
+		// Used only where the kernel's DONE has SESSION_ID (u32).
+		KeyUpdates: &handshake.KeyUpdates{Store: &session.Keyring{}},
 	}
 
 	notifier, err := systemd.FromEnv()

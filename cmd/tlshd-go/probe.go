@@ -34,5 +34,7 @@ func runProbe(stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintln(stdout, "kTLS: not loaded (modprobe tls; the kernel also loads it on first use)")
 	}
+	fmt.Fprintln(stdout, keyUpdateRow(caps))
+	fmt.Fprintln(stdout, ktlsRekeyRow(readTLSStat()))
 	return 0
 }
