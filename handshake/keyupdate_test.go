@@ -40,7 +40,7 @@ type kmodel struct {
 	pendOK         bool
 }
 
-func newKModel(t *testing.T, f *os.File, txInfo, rxInfo []byte) *kmodel {
+func newKModel(t testing.TB, f *os.File, txInfo, rxInfo []byte) *kmodel {
 	t.Helper()
 	dir := func(info []byte) *ktlstest.Direction {
 		k, err := ktls.ParseCryptoInfo(info)
@@ -97,7 +97,7 @@ func (m *kmodel) PeekRecord(buf []byte) (uint8, int, error) {
 	defer m.mu.Unlock()
 	if !m.pendOK {
 		fds := []unix.PollFd{{Fd: int32(m.f.Fd()), Events: unix.POLLIN}}
-		if n, _ := unix.Poll(fds, 100); n == 0 {
+		if n, _ := unix.Poll(fds, 0); n == 0 {
 			return 0, 0, syscall.EAGAIN
 		}
 		typ, data, err := m.rx.ReadRecord(m.f)
@@ -110,7 +110,7 @@ func (m *kmodel) PeekRecord(buf []byte) (uint8, int, error) {
 }
 
 // read is the consumer reading one record.
-func (m *kmodel) read(t *testing.T) (uint8, []byte) {
+func (m *kmodel) read(t testing.TB) (uint8, []byte) {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -126,7 +126,7 @@ func (m *kmodel) read(t *testing.T) (uint8, []byte) {
 }
 
 // write is the consumer sending one record.
-func (m *kmodel) write(t *testing.T, typ uint8, data []byte) {
+func (m *kmodel) write(t testing.TB, typ uint8, data []byte) {
 	t.Helper()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -158,7 +158,7 @@ type kuEnv struct {
 	models map[inode]*kmodel
 }
 
-func newKUEnv(t *testing.T, cfg fakekernel.Config, policy string, store session.Store) *kuEnv {
+func newKUEnv(t testing.TB, cfg fakekernel.Config, policy string, store session.Store) *kuEnv {
 	t.Helper()
 	fk := fakekernel.New(cfg)
 	gc, err := genl.NewConn(fk.Dial())
@@ -203,7 +203,7 @@ type conn struct {
 
 // pair runs both first handshakes of a connection through the daemon and
 // models kTLS on both ends.
-func (e *kuEnv) pair(t *testing.T, params [2]fakekernel.Params) (c, s *conn) {
+func (e *kuEnv) pair(t testing.TB, params [2]fakekernel.Params) (c, s *conn) {
 	t.Helper()
 	client, server := params[0], params[1]
 	cf, sf := consumerPair(t)
@@ -224,7 +224,7 @@ func (e *kuEnv) pair(t *testing.T, params [2]fakekernel.Params) (c, s *conn) {
 }
 
 // update sends one KeyUpdate upcall for c and returns DONE.
-func (e *kuEnv) update(t *testing.T, c *conn, typ genl.KeyUpdateType, id uint32) fakekernel.Result {
+func (e *kuEnv) update(t testing.TB, c *conn, typ genl.KeyUpdateType, id uint32) fakekernel.Result {
 	t.Helper()
 	p, err := e.fk.SubmitKeyUpdate(int(c.f.Fd()), c.side, typ, id, fakekernel.Params{Auth: c.auth, Timeout: 10 * time.Second})
 	if err != nil {
@@ -234,7 +234,7 @@ func (e *kuEnv) update(t *testing.T, c *conn, typ genl.KeyUpdateType, id uint32)
 }
 
 // mustUpdate is update that must succeed; c's id moves on.
-func (e *kuEnv) mustUpdate(t *testing.T, c *conn, typ genl.KeyUpdateType) {
+func (e *kuEnv) mustUpdate(t testing.TB, c *conn, typ genl.KeyUpdateType) {
 	t.Helper()
 	r := e.update(t, c, typ, c.id)
 	if r.Status != 0 || r.SessionID == 0 || r.SessionID == c.id {
@@ -248,7 +248,7 @@ func (e *kuEnv) mustUpdate(t *testing.T, c *conn, typ genl.KeyUpdateType) {
 
 // expectKeyUpdate has c read the peer's KeyUpdate and returns its
 // request_update.
-func expectKeyUpdate(t *testing.T, c *conn) byte {
+func expectKeyUpdate(t testing.TB, c *conn) byte {
 	t.Helper()
 	typ, data := c.m.read(t)
 	if typ != 22 || len(data) != 5 || data[0] != 24 {
@@ -258,7 +258,7 @@ func expectKeyUpdate(t *testing.T, c *conn) byte {
 }
 
 // exchange sends checksummed data both ways.
-func exchange(t *testing.T, a, b *conn, tag string) {
+func exchange(t testing.TB, a, b *conn, tag string) {
 	t.Helper()
 	for _, x := range []struct{ from, to *conn }{{a, b}, {b, a}} {
 		msg := []byte(fmt.Sprintf("%v→ %s", x.from.side, tag))
@@ -272,7 +272,7 @@ func exchange(t *testing.T, a, b *conn, tag string) {
 
 // updateAll runs the three request kinds between two consumers whose
 // sockets the daemon handshook, as the kernel would ask for them.
-func updateAll(t *testing.T, e *kuEnv, c, s *conn, rounds int) {
+func updateAll(t testing.TB, e *kuEnv, c, s *conn, rounds int) {
 	t.Helper()
 	exchange(t, c, s, "before")
 	for i := range rounds {
@@ -504,30 +504,7 @@ func TestKeyUpdateFailures(t *testing.T) {
 // test keyring of its own): a daemon stopped and started again, with a
 // new key thread, serves the next update.
 func TestKeyUpdateAcrossRestart(t *testing.T) {
-	name := fmt.Sprintf("tlshd-go:sessions-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	probe := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // its keyring goes with the thread
-		probe <- (&session.Keyring{Name: name}).Open()
-	}()
-	if err := <-probe; err != nil {
-		if (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EACCES)) && os.Getenv("CI") != "true" {
-			t.Skipf("no keyrings here: %v", err)
-		}
-		t.Fatal(err)
-	}
-	defer func() {
-		done := make(chan struct{})
-		go func() {
-			runtime.LockOSThread()
-			k := &session.Keyring{Name: name}
-			if k.Open() == nil {
-				unix.KeyctlInt(unix.KEYCTL_INVALIDATE, int(k.Ring()), 0, 0, 0)
-			}
-			close(done)
-		}()
-		<-done
-	}()
+	name := testSessionRing(t)
 	e := newKUEnv(t, fakekernel.KeyUpdateV7(), "", &session.Keyring{Name: name, TTL: time.Hour})
 	e.keys.add(7, nvmeID, key32(3))
 	e.start()
@@ -551,9 +528,40 @@ func TestKeyUpdateAcrossRestart(t *testing.T) {
 	exchange(t, c, s, "after a restart")
 }
 
+// testSessionRing returns the name of a session keyring of the test's own,
+// destroyed when it ends; it skips (outside CI) where keyrings are refused.
+func testSessionRing(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("tlshd-go:sessions-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	onThread := func(f func(k *session.Keyring) error) error {
+		errc := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // its keyring goes with the thread
+			errc <- f(&session.Keyring{Name: name})
+		}()
+		return <-errc
+	}
+	if err := onThread((*session.Keyring).Open); err != nil {
+		if (errors.Is(err, unix.EPERM) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EACCES)) && os.Getenv("CI") != "true" {
+			t.Skipf("no keyrings here: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		onThread(func(k *session.Keyring) error {
+			if err := k.Open(); err != nil {
+				return err
+			}
+			_, err := unix.KeyctlInt(unix.KEYCTL_INVALIDATE, int(k.Ring()), 0, 0, 0)
+			return err
+		})
+	})
+	return name
+}
+
 // mustUpdateVia is mustUpdate for a store the test cannot read directly
 // (a keyring possessed by the daemon's key thread).
-func (e *kuEnv) mustUpdateVia(t *testing.T, c *conn, typ genl.KeyUpdateType) {
+func (e *kuEnv) mustUpdateVia(t testing.TB, c *conn, typ genl.KeyUpdateType) {
 	t.Helper()
 	r := e.update(t, c, typ, c.id)
 	if r.Status != 0 || r.SessionID == 0 || r.SessionID == c.id {
@@ -562,6 +570,46 @@ func (e *kuEnv) mustUpdateVia(t *testing.T, c *conn, typ genl.KeyUpdateType) {
 	// The old generation is gone: asking with it is refused.
 	if r := e.update(t, c, typ, c.id); r.Status != syscall.ENOKEY {
 		t.Fatalf("%v with the replaced id: DONE %+v, want ENOKEY", typ, r)
+	}
+	c.id = r.SessionID
+}
+
+// BenchmarkKeyUpdate: the daemon's side of KeyUpdate upcalls on the v7
+// fake kernel (ACCEPT, store, rekey.Step on modelled kTLS, DONE), per
+// update: each iteration is SEND, RECEIVED_REQUEST_UPDATE on the peer and
+// RECEIVED, three upcalls.
+func BenchmarkKeyUpdate(b *testing.B) {
+	for _, bc := range []struct {
+		name  string
+		store func() session.Store
+	}{
+		{"memory", func() session.Store { return &session.Memory{} }},
+		{"keyring", func() session.Store { return &session.Keyring{Name: testSessionRing(b), TTL: time.Hour} }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			e := newKUEnv(b, fakekernel.KeyUpdateV7(), "", bc.store())
+			e.Log = discardLogger()
+			e.keys.add(7, nvmeID, key32(3))
+			e.start()
+			c, s := e.pair(b, pskParams())
+			b.ResetTimer()
+			for range b.N {
+				e.benchUpdate(b, c, genl.KeyUpdateSend)
+				expectKeyUpdate(b, s)
+				e.benchUpdate(b, s, genl.KeyUpdateReceivedRequestUpdate)
+				expectKeyUpdate(b, c)
+				e.benchUpdate(b, c, genl.KeyUpdateReceived)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(3*b.N), "ns/update")
+		})
+	}
+}
+
+func (e *kuEnv) benchUpdate(b *testing.B, c *conn, typ genl.KeyUpdateType) {
+	r := e.update(b, c, typ, c.id)
+	if r.Status != 0 {
+		b.Fatalf("%v: DONE %+v", typ, r)
 	}
 	c.id = r.SessionID
 }

@@ -83,9 +83,10 @@ func (k *Keyring) Open() error {
 		name = RingName
 	}
 	ring, err := keyring.Search(user, "keyring", name)
-	if errors.Is(err, keyring.ErrNotFound) {
+	if errors.Is(err, keyring.ErrNotFound) || gone(err) {
 		// add_key would replace a keyring of the same name, so it is
-		// created only when the search found none.
+		// created only when the search found none (or one invalidated,
+		// revoked or expired, which the collector has yet to remove).
 		if ring, err = keyring.Add("keyring", name, nil, user); err == nil {
 			err = keyring.SetPerm(ring, ringPerm)
 		}

@@ -81,6 +81,20 @@ func TestKeyring(t *testing.T) {
 		t.Errorf("Get(foreign key): %v", err)
 	}
 	invalidate(other)
+
+	// A ring invalidated (by an administrator) and not yet collected is
+	// replaced, not an error.
+	if err := invalidate(keyring.Serial(k.Ring())); err != nil {
+		t.Fatal(err)
+	}
+	k3 := &Keyring{Name: k.Name}
+	if err := k3.Open(); err != nil {
+		t.Fatalf("Open after the ring was invalidated: %v", err)
+	}
+	if k3.Ring() == k.Ring() {
+		t.Error("Open took the invalidated ring")
+	}
+	invalidate(keyring.Serial(k3.Ring()))
 }
 
 // procKeysExpiry returns the expiry column of key id in /proc/keys.
