@@ -66,8 +66,20 @@ func TestKeyUpdateVM(t *testing.T) {
 			vmResult(t, "rekey_peer_"+k, after[k]-before[k])
 		}
 	})
-	t.Run("openssl s_server", func(t *testing.T) { v.threeKinds(v.opensslPeer(t, "s_server")) })
-	t.Run("openssl s_client", func(t *testing.T) { v.threeKinds(v.opensslPeer(t, "s_client")) })
+	for _, mode := range []string{"s_server", "s_client"} {
+		t.Run("openssl "+mode, func(t *testing.T) {
+			t, c, p := v.opensslPeer(t, mode)
+			before := tlsStat(t)
+			v.threeKinds(t, c, p)
+			after := tlsStat(t)
+			// Only the consumer's end is kTLS: TX 2, RX 3.
+			tx, rx := after["TlsTxRekeyOk"]-before["TlsTxRekeyOk"], after["TlsRxRekeyOk"]-before["TlsRxRekeyOk"]
+			if tx < 2 || rx < 3 {
+				t.Errorf("kTLS rekeys TX %d RX %d, want 2 and 3", tx, rx)
+			}
+			vmResult(t, "openssl_"+mode+"_rekeys", fmt.Sprintf("tx%d,rx%d", tx, rx))
+		})
+	}
 	t.Run("1000 updates", func(t *testing.T) {
 		c, p := v.rekeyPeer(t)
 		start := time.Now()

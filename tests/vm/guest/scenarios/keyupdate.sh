@@ -16,9 +16,9 @@
 # (EOPNOTSUPP after close_notify, the session forgotten) instead.
 # The binary is /harness/go-tests/handshake.test (tests/vm/e2e ships it;
 # by hand: EXTRA_FILES="handshake.test:/harness/go-tests/handshake.test").
-# RESULT keys: kernel_rekey, rc, passed, and what the driver reports
-# (rekey_peer_TlsTxRekeyOk, updates_in_a_row, us_per_update_in_a_row,
-# refusal).
+# RESULT keys: kernel_rekey, test_rc, passed, and what the driver reports
+# (rekey_peer_TlsTxRekeyOk, openssl_s_server_rekeys, updates_in_a_row,
+# us_per_update_in_a_row, refusal).
 # shellcheck source=../lib.sh
 . /harness/lib.sh
 bin=/harness/go-tests/handshake.test
@@ -32,7 +32,7 @@ out=/tmp/keyupdate.out
 rc=$?
 grep -v '^KEYUPDATE-RESULT ' "$out" | sed 's/^/  [keyupdate] /'
 while read -r _ kv; do result "${kv%%=*}" "${kv#*=}"; done < <(grep '^KEYUPDATE-RESULT ' "$out")
-result rc "$rc"
+result test_rc "$rc"
 result passed "$(grep -c -- '--- PASS' "$out")"
 ((rc == 0)) || fail "TestKeyUpdateVM failed"
 ! grep -q -- '--- SKIP' "$out" || fail "TestKeyUpdateVM skipped"
