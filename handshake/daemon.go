@@ -101,6 +101,9 @@ type Daemon struct {
 	// Events, if set, is called once for every DONE sent, on the
 	// goroutine that sent it; it must not block.
 	Events func(Event)
+	// KeyUpdates, if set, keeps sessions for the proposed KeyUpdate
+	// upcalls (keyupdate.go); nil answers them ENOKEY.
+	KeyUpdates *KeyUpdates
 
 	// Counters for Stats.
 	mu       sync.Mutex

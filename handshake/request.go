@@ -60,12 +60,16 @@ type result struct {
 	rule       string  // the policy rule the handshake settled on,
 	narrowed   bool    // if it is not r.settings' (a PSK server's per-identity rule)
 	remoteAuth []int32 // DONE's REMOTE_AUTH
+	// KeyUpdate upcalls (keyupdate.go): DONE's SESSION_ID, and for the
+	// log what a KeyUpdate request asked for.
+	sessionID uint32
+	update    string
 }
 
 // A kind is what a message type asks for: its role, and the steps that
-// serve it. kindOf is the one place the message type is read, so a new
-// request kind (the proposed KeyUpdate upcalls, message types 3 and 4) is
-// one more case there with a walk of its own. A walk stores what its
+// serve it. kindOf is the one place the message type is read; each
+// request kind is one case there with a walk of its own (the proposed
+// KeyUpdate upcalls, message types 3 and 4: keyupdate.go). A walk stores what its
 // engine returned in *res as soon as it has it, so that serve zeroes the
 // session even if a later step panics.
 type kind struct {
@@ -79,6 +83,10 @@ func kindOf(t genl.MessageType) (kind, error) {
 		return kind{role: config.Client, walk: (*Daemon).handshake}, nil
 	case genl.ServerHello:
 		return kind{role: config.Server, walk: (*Daemon).handshake}, nil
+	case genl.ClientKeyUpdate:
+		return kind{role: config.Client, walk: (*Daemon).keyUpdate}, nil
+	case genl.ServerKeyUpdate:
+		return kind{role: config.Server, walk: (*Daemon).keyUpdate}, nil
 	}
 	return kind{}, fmt.Errorf("%w: message type %d", errUnsupported, t)
 }
@@ -138,7 +146,11 @@ func (d *Daemon) handshake(ctx context.Context, r *request, res *result) error {
 	if err != nil {
 		return err
 	}
-	return d.install(r, res.session)
+	if err := d.install(r, res.session); err != nil {
+		return err
+	}
+	d.keepSession(r, res)
+	return nil
 }
 
 // An authMode is how one of the kernel's auth modes gets its credentials
@@ -246,6 +258,7 @@ func (d *Daemon) finish(r *request, res result, err error) {
 	if status == 0 {
 		// Only a success names the peer's credentials.
 		done.RemoteAuth = res.remoteAuth
+		done.SessionID = res.sessionID
 	}
 	// net.FileConn made the socket's file non-blocking; the kernel
 	// consumer owns it again from here on.
@@ -266,6 +279,9 @@ func (d *Daemon) finish(r *request, res result, err error) {
 		slog.String("peer", peerString(r)),
 		slog.String("role", roleName(r.kind.role)),
 		slog.String("auth", r.Auth.String()),
+	}
+	if res.update != "" {
+		attrs = append(attrs, slog.String("key_update", res.update))
 	}
 	if res.identity != "" {
 		attrs = append(attrs, slog.String("identity", res.identity))

@@ -24,9 +24,12 @@ var (
 // the kernel consumers act on (kernel-interfaces.md 1.9, docs/design.md).
 func doneStatus(err error) syscall.Errno {
 	var alert *tls13.AlertError
+	var update *updateError
 	switch {
 	case err == nil:
 		return 0
+	case errors.As(err, &update):
+		return update.status
 	case errors.Is(err, errNoKey):
 		return syscall.ENOKEY
 	case errors.Is(err, errPolicy):

@@ -13,7 +13,8 @@
 // peer's KeyUpdates, as a userspace program using kTLS does (tlshd-go
 // connect/serve --ktls). For sockets a kernel consumer owns (nvme, NFS)
 // the kernel must ask the daemon to rekey through an upcall, which no
-// released kernel has yet.
+// released kernel has yet (the proposal v7 does): Step carries out one
+// such request, and package session keeps the secrets between them.
 package rekey
 
 import (

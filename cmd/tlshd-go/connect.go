@@ -10,8 +10,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tlshd-go/tlshd-go/handshake/stdtls"
@@ -32,7 +34,10 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if addr == "" {
 		return code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.tf.timeout.d)
+	// SIGINT or SIGTERM ends an open session with close_notify.
+	sig, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(sig, c.tf.timeout.d)
 	defer cancel()
 
 	if c.x509 {
@@ -62,7 +67,7 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				return c.failHint(fmt.Errorf("handshake with %s: %w", addr, err))
 			}
 			describeX509(stderr, "connected to "+addr+mp.note(raw), s)
-			return c.kernelCopy(raw, s, c.stdin, stdout)
+			return c.kernelCopy(sig, raw, s, c.stdin, stdout)
 		}
 		conn := tls.Client(raw, cfg)
 		defer conn.Close()
@@ -75,6 +80,7 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		describeTLS(stderr, "connected to "+addr+mp.note(raw), conn.ConnectionState())
 		stdout.Write(early)
+		defer context.AfterFunc(sig, func() { endSession(conn, raw) })()
 		if err := copyBoth(conn, c.stdin, stdout); err != nil {
 			return c.fail(err)
 		}
@@ -103,9 +109,10 @@ func runConnect(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return c.fail(err)
 		}
-		return c.kernelCopy(raw, s, c.stdin, stdout)
+		return c.kernelCopy(sig, raw, s, c.stdin, stdout)
 	}
 	data := withKeyUpdates(conn, func() error { return conn.KeyUpdate(false) }, c.updateEvery)
+	defer context.AfterFunc(sig, func() { endSession(conn, raw) })()
 	if err := copyBoth(data, c.stdin, stdout); err != nil {
 		return c.fail(err)
 	}
@@ -183,12 +190,14 @@ func clientHint(err error) string {
 
 // kernelCopy hands the connection to kTLS and copies both ways through
 // the kernel, with key updates if asked.
-func (c *tlsCommand) kernelCopy(raw net.Conn, s *tls13.Session, in io.Reader, out io.Writer) int {
+// A signal (sig done) ends the session with close_notify.
+func (c *tlsCommand) kernelCopy(sig context.Context, raw net.Conn, s *tls13.Session, in io.Reader, out io.Writer) int {
 	kc, err := toKernel(raw, s)
 	if err != nil {
 		return c.fail(err)
 	}
-	defer kc.Close()
+	defer kc.Close() // close_notify
+	defer context.AfterFunc(sig, func() { endSession(kc, raw) })()
 	data := withKeyUpdates(kc, func() error { return kc.Update(false) }, c.updateEvery)
 	err = copyBoth(data, in, out)
 	sent, received := kc.Updates()

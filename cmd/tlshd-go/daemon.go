@@ -23,6 +23,7 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake"
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/tpmkey"
+	"github.com/tlshd-go/tlshd-go/rekey/session"
 	"github.com/tlshd-go/tlshd-go/status"
 	"github.com/tlshd-go/tlshd-go/systemd"
 )
@@ -135,6 +136,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		OpenTPMKey: tpm.open,
 		KeyLog:     keyLog,
 		LookupAddr: net.DefaultResolver.LookupAddr, // sni.go
+		// Used only where the kernel's DONE has SESSION_ID (u32).
+		KeyUpdates: &handshake.KeyUpdates{Store: &session.Keyring{}},
 	}
 
 	startStatus(ctx, d, holder.Load, *statusSocket, log)

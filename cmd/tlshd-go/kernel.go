@@ -41,7 +41,10 @@ type kernelConn struct {
 
 func (k *kernelConn) CloseWrite() error { return k.Conn.Close() }
 
+// Close sends close_notify (unless CloseWrite did) and closes the
+// socket.
 func (k *kernelConn) Close() error {
+	k.Conn.Close()
 	k.Conn.Zero()
 	return k.f.Close()
 }

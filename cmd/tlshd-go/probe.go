@@ -104,8 +104,13 @@ func (p prober) probe() []capability {
 	conn, err := p.dial()
 	detail := ""
 	keyringAttr := errors.New("unknown: no handshake family")
+	keyUpdates := errors.New("unknown: no handshake family")
 	if err == nil {
 		gc := conn.Capabilities()
+		keyUpdates = nil
+		if !gc.SessionID {
+			keyUpdates = errors.New(keyUpdateRow(gc))
+		}
 		detail = fmt.Sprintf("family id %d, version %d", gc.FamilyID, gc.Version)
 		if gc.Probed {
 			detail += fmt.Sprintf("; DONE attributes %v", gc.DoneAttrs)
@@ -116,6 +121,7 @@ func (p prober) probe() []capability {
 		keyringAttr = p.keyringAttr()
 	}
 	add("handshake upcall", true, err, detail, nil) // genl's errors say what is missing
+	add("KeyUpdate upcalls (proposal v7)", false, keyUpdates, "DONE attribute 4 is SESSION_ID (u32): sessions are kept for them", nil)
 	add("ACCEPT KEYRING attribute", false, keyringAttr, "kernel 6.17 or later (from the release: replies carry it only when the consumer sets one)", nil)
 
 	// kTLS, one line per suite.

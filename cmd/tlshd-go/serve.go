@@ -85,13 +85,14 @@ func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 
+	// Signals first: from "listening on", SIGTERM ends the sessions.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	l, err := mp.listen(addr)
 	if err != nil {
 		return c.fail(err)
 	}
 	fmt.Fprintf(stderr, "listening on %s\n", l.Addr())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	go func() { <-ctx.Done(); l.Close() }()
 
 	serveConn := func(raw net.Conn) error {
@@ -108,7 +109,10 @@ func runServe(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "handshake with %s failed: %v\n", raw.RemoteAddr(), err)
 			return err
 		}
-		defer conn.Close()
+		defer conn.Close() // close_notify
+		// SIGTERM ends the session too: close_notify, then the read
+		// side, which wakes the read a kTLS socket may block in.
+		defer context.AfterFunc(ctx, func() { endSession(conn, raw) })()
 		if _, err := io.Copy(conn, conn); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", raw.RemoteAddr(), err)
 		}
@@ -152,4 +156,14 @@ func (c *tlsCommand) kernel(raw net.Conn, s *tls13.Session) (io.ReadWriteCloser,
 type readWriteCloser struct {
 	io.ReadWriter
 	io.Closer
+}
+
+// endSession ends a TLS session the command holds: close_notify (Close
+// sends it, for userspace TLS and kTLS alike), then shutdown of the
+// socket's read side, so that a read blocked on it returns.
+func endSession(conn io.Closer, raw net.Conn) {
+	conn.Close()
+	if tc, ok := raw.(*net.TCPConn); ok {
+		tc.CloseRead()
+	}
 }
