@@ -122,7 +122,21 @@ func Add(typ, desc string, payload []byte, ring Serial) (Serial, error) {
 // FindKeyring returns the serial of the keyring named name, such as
 // ".nvme", by scanning /proc/keys as keyutils' find_key_by_type_and_desc
 // does. /proc/keys lists only keys the caller may view; possession is not
-// needed.
+// needed. Unlike keyutils it takes only a keyring owned by root (uid 0)
+// or possessed by the calling thread (found from its thread, process or
+// session keyring); when only another user's keyrings have the name the
+// error wraps ErrUntrustedKeyring (an *UntrustedKeyringError).
 func FindKeyring(name string) (Serial, error) {
-	return findKeyringIn(procKeysPath, name)
+	return findKeyringIn(procKeysPath, name, func(s Serial) bool { return possessedKeyring(s, name) })
+}
+
+// possessedKeyring reports whether the keyring s called name is reachable
+// from the calling thread's own keyrings, which is what possession means.
+func possessedKeyring(s Serial, name string) bool {
+	for _, ring := range []Serial{Thread, Process, Session} {
+		if id, err := unix.KeyctlSearch(int(ring), "keyring", name, 0); err == nil && Serial(id) == s {
+			return true
+		}
+	}
+	return false
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +16,13 @@ import (
 )
 
 var ringCount atomic.Int32
+
+// strict reports whether a skip is a failure: under CI (CI=true, or
+// TLSHD_REQUIRE_INTEROP=1 as tests/run sets it), where keyctl works and
+// the tests run as root.
+func strict() bool {
+	return os.Getenv("CI") == "true" || os.Getenv("TLSHD_REQUIRE_INTEROP") == "1"
+}
 
 // freshKeyring locks the test's goroutine to its OS thread for good (the
 // thread, with its thread keyring, is destroyed when the test ends) and
@@ -24,6 +33,9 @@ func freshKeyring(t *testing.T) (ring Serial, name string) {
 	t.Helper()
 	runtime.LockOSThread()
 	if _, err := GetID(Thread, true); errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		if strict() {
+			t.Fatalf("keyctl unavailable under CI: %v", err)
+		}
 		t.Skipf("keyctl unavailable: %v", err)
 	} else if err != nil {
 		t.Fatalf("creating the thread keyring: %v", err)
@@ -230,5 +242,107 @@ func TestErrorsNameTheSerial(t *testing.T) {
 	}
 	if _, err := Describe(bogus); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Describe(bogus) = %v, want ErrNotFound", err)
+	}
+}
+
+// squatUID is the second user of TestKeyringSquatting: nobody.
+const squatUID = 65534
+
+// TestKeyringSquattingHelper is not a test: TestKeyringSquatting runs the
+// test binary again with TLSHD_SQUAT_KEYRING set, and this then becomes
+// another user (setresuid on every thread) and creates a keyring of that
+// name in its user keyring, which outlives the process, readable by all,
+// and prints its serial.
+func TestKeyringSquattingHelper(t *testing.T) {
+	name := os.Getenv("TLSHD_SQUAT_KEYRING")
+	if name == "" {
+		return
+	}
+	if err := syscall.Setresgid(squatUID, squatUID, squatUID); err != nil {
+		fmt.Println("setresgid:", err)
+		os.Exit(2)
+	}
+	if err := syscall.Setresuid(squatUID, squatUID, squatUID); err != nil {
+		fmt.Println("setresuid:", err)
+		os.Exit(2)
+	}
+	id, err := Add("keyring", name, nil, User)
+	if err == nil {
+		err = SetPerm(id, 0x3f3f3f3f)
+	}
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(2)
+	}
+	fmt.Printf("serial %d\n", id)
+	os.Exit(0)
+}
+
+// TestKeyringSquatting: a keyring that another user created with the
+// name the policy names, and let everyone view, is refused with an error
+// that names its owner; root's own keyring of that name is found even
+// with the squatter's present; and a keyring of another owner that this
+// thread possesses is accepted.
+func TestKeyringSquatting(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if strict() {
+			t.Fatal("TestKeyringSquatting needs root (setresuid, KEYCTL_CHOWN); CI runs as root")
+		}
+		t.Skip("needs root")
+	}
+	ring, name := freshKeyring(t) // locks the thread; root's own keyring
+	squat := name + "-squat"
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKeyringSquattingHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TLSHD_SQUAT_KEYRING="+squat)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("squatter: %v\n%s", err, out)
+	}
+	var serial Serial
+	if _, err := fmt.Sscanf(string(out), "serial %d", &serial); err != nil {
+		t.Fatalf("squatter said %q", out)
+	}
+	t.Cleanup(func() {
+		if _, err := unix.KeyctlInt(unix.KEYCTL_INVALIDATE, int(serial), 0, 0, 0); err != nil {
+			t.Errorf("invalidating the squatter's keyring: %v", err)
+		}
+	})
+	if d := mustDescribe(t, serial); d.UID != squatUID || d.Type != "keyring" {
+		t.Fatalf("squatter's keyring: %+v", d)
+	}
+
+	// Only the squatter's keyring has the name: refused.
+	_, err = FindKeyring(squat)
+	var ue *UntrustedKeyringError
+	if !errors.As(err, &ue) || !errors.Is(err, ErrUntrustedKeyring) {
+		t.Fatalf("FindKeyring(squatted name) = %v, want an *UntrustedKeyringError", err)
+	}
+	if ue.Serial != serial || ue.UID != squatUID || ue.Name != squat {
+		t.Errorf("error = %+v, want serial %v, uid %d", *ue, serial, squatUID)
+	}
+
+	// Root's keyring of the same name is taken, wherever the squatter's
+	// is listed.
+	mine, err := Add("keyring", squat, nil, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := FindKeyring(squat); err != nil || got != mine {
+		t.Errorf("FindKeyring with root's and the squatter's = %v, %v; want root's %v", got, err, mine)
+	}
+	if err := Unlink(mine, ring); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another owner's keyring that this thread possesses is accepted.
+	owned, err := Add("keyring", name+"-owned", nil, ring)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := unix.KeyctlInt(unix.KEYCTL_CHOWN, int(owned), squatUID, -1, 0); err != nil {
+		t.Fatalf("KEYCTL_CHOWN: %v", err)
+	}
+	if got, err := FindKeyring(name + "-owned"); err != nil || got != owned {
+		t.Errorf("FindKeyring(possessed, uid %d) = %v, %v; want %v", squatUID, got, err, owned)
 	}
 }

@@ -172,16 +172,37 @@ func TestFindKeyringIn(t *testing.T) {
 		"33333333 I--Q---     1 perm 3f030000     0     0 keyring   .nvme: 1",
 		"44444444 I--Q---     1 perm 3f030000     0     0 keyring   .nvme: 2",
 		"55555555 I--Q---     1 perm 3f030000     0     0 keyring   .nfs",
+		"66666666 I--Q---     1 perm 3f3f3f3f  1000  1000 keyring   .nfsd: empty",
+		"77777777 I--Q---     1 perm 3f3f3f3f  1000  1000 keyring   .mine: empty",
+		"88888888 I--Q---     1 perm 3f3f3f3f  1000  1000 keyring   .nvme: 1",
 	}, "\n") + "\n"
-	for name, want := range map[string]Serial{".nvme": 0x33333333, ".blacklist": 0x0562c2dd, ".nfs": 0x55555555} {
-		got, err := findKeyring(strings.NewReader(listing), name)
+	possessed := func(s Serial) bool { return s == 0x77777777 }
+	for name, want := range map[string]Serial{".nvme": 0x33333333, ".blacklist": 0x0562c2dd, ".nfs": 0x55555555, ".mine": 0x77777777} {
+		got, err := findKeyring(strings.NewReader(listing), name, possessed)
 		if err != nil || got != want {
 			t.Errorf("findKeyring(%q) = %v, %v; want %v", name, got, err, want)
 		}
 	}
-	for _, name := range []string{".nvm", ".nfsd", ""} {
-		if got, err := findKeyring(strings.NewReader(listing), name); !errors.Is(err, ErrNotFound) {
+	for _, name := range []string{".nvm", ""} {
+		if got, err := findKeyring(strings.NewReader(listing), name, possessed); !errors.Is(err, ErrNotFound) {
 			t.Errorf("findKeyring(%q) = %v, %v; want ErrNotFound", name, got, err)
 		}
+	}
+	// A squatted name: only uid 1000's keyring, not possessed.
+	_, err := findKeyring(strings.NewReader(listing), ".nfsd", possessed)
+	var ue *UntrustedKeyringError
+	if !errors.As(err, &ue) || !errors.Is(err, ErrUntrustedKeyring) || errors.Is(err, ErrNotFound) {
+		t.Fatalf("findKeyring(.nfsd) = %v, want an *UntrustedKeyringError", err)
+	}
+	if *ue != (UntrustedKeyringError{Name: ".nfsd", Serial: 0x66666666, UID: 1000}) {
+		t.Errorf("error = %+v", *ue)
+	}
+	if !strings.Contains(err.Error(), "uid 1000") || !strings.Contains(err.Error(), `".nfsd"`) {
+		t.Errorf("message %q names neither the owner nor the keyring", err)
+	}
+	// The squatter's keyring listed first does not hide root's.
+	squatFirst := "99999999 I--Q---     1 perm 3f3f3f3f  1000  1000 keyring   .nvme: 1\n" + listing
+	if got, err := findKeyring(strings.NewReader(squatFirst), ".nvme", possessed); err != nil || got != 0x33333333 {
+		t.Errorf("findKeyring(.nvme) with a squatter first = %v, %v; want root's 0x33333333", got, err)
 	}
 }

@@ -2,6 +2,7 @@ package keyring
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -99,32 +100,66 @@ func (k procKey) isKeyringNamed(name string) bool {
 	return ok && (after == "" || after[0] == ':')
 }
 
-// findKeyring returns the first keyring called name in a /proc/keys
-// listing. Lines that do not parse are skipped: the format is the
-// kernel's, and one odd line should not hide the keyring.
-func findKeyring(r io.Reader, name string) (Serial, error) {
+// findKeyring returns the first trusted keyring called name in a
+// /proc/keys listing: one owned by root (uid 0), or one possessed reports
+// the caller possesses. Any user may create a keyring called ".nvme" and
+// let everyone view it; taking that one would hand a stranger's keys to
+// the kernel (keyring squatting). If only untrusted keyrings have the
+// name, the error is an *UntrustedKeyringError for the first of them.
+// Lines that do not parse are skipped: the format is the kernel's, and one
+// odd line should not hide the keyring.
+func findKeyring(r io.Reader, name string, possessed func(Serial) bool) (Serial, error) {
 	if name == "" {
 		return 0, fmt.Errorf("keyring: empty keyring name: %w", ErrNotFound)
 	}
+	var refused *UntrustedKeyringError
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), 1<<20)
 	for sc.Scan() {
 		k, err := parseProcKeysLine(sc.Text())
-		if err == nil && k.isKeyringNamed(name) {
+		if err != nil || !k.isKeyringNamed(name) {
+			continue
+		}
+		if k.UID == 0 || possessed(k.Serial) {
 			return k.Serial, nil
+		}
+		if refused == nil {
+			refused = &UntrustedKeyringError{Name: name, Serial: k.Serial, UID: k.UID}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return 0, fmt.Errorf("keyring: reading %s: %w", procKeysPath, err)
 	}
+	if refused != nil {
+		return 0, refused
+	}
 	return 0, fmt.Errorf("keyring: no keyring %q in %s: %w", name, procKeysPath, ErrNotFound)
 }
 
-func findKeyringIn(path, name string) (Serial, error) {
+func findKeyringIn(path, name string, possessed func(Serial) bool) (Serial, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, fmt.Errorf("keyring: %w", err)
 	}
 	defer f.Close()
-	return findKeyring(f, name)
+	return findKeyring(f, name, possessed)
 }
+
+// ErrUntrustedKeyring matches an *UntrustedKeyringError.
+var ErrUntrustedKeyring = errors.New("keyring: untrusted keyring")
+
+// An UntrustedKeyringError means the only keyrings with a configured name
+// belong to another user and are not possessed by this process: they were
+// refused. A daemon logs it; it may mean someone is squatting the name.
+type UntrustedKeyringError struct {
+	Name   string
+	Serial Serial
+	UID    int64
+}
+
+func (e *UntrustedKeyringError) Error() string {
+	return fmt.Sprintf("keyring: refusing keyring %q (serial %v): owned by uid %d, not root, and not possessed by this process (another user's keyring of the same name?)",
+		e.Name, e.Serial, e.UID)
+}
+
+func (e *UntrustedKeyringError) Is(target error) bool { return target == ErrUntrustedKeyring }

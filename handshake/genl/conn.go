@@ -22,6 +22,7 @@ type Conn struct {
 	family uint16
 	caps   Capabilities
 	raw    *rawAccept // ACCEPT's own socket (Dial); nil: ACCEPT goes on c
+	stats  counters
 }
 
 // Dial opens a generic netlink socket and returns a Conn on it; see
@@ -39,10 +40,11 @@ func Dial() (*Conn, error) {
 		gc.Close()
 		return nil, err
 	}
-	if c.raw, err = openRawAccept(c.family); err != nil {
+	if c.raw, err = openRawAccept(c.family, &c.stats); err != nil {
 		gc.Close()
 		return nil, err
 	}
+	c.raw.keyUpdate = c.caps.SessionID
 	return c, nil
 }
 
@@ -66,7 +68,8 @@ func NewConn(c *genetlink.Conn) (*Conn, error) {
 		caps.AcceptAttrs, caps.DoneAttrs = fallbackAccept, fallbackDone
 	} else {
 		caps.Probed = true
-		caps.AcceptAttrs, caps.DoneAttrs = accept, done
+		caps.AcceptAttrs = accept.attrs
+		caps.setDone(done)
 	}
 	return &Conn{c: c, family: f.ID, caps: caps}, nil
 }
@@ -88,6 +91,10 @@ func (c *Conn) Capabilities() Capabilities { return c.caps.clone() }
 
 // Accept takes the oldest pending handshake request. When nothing is
 // pending it returns an error wrapping ErrNoRequest (and unix.EAGAIN).
+// Other errors wrap ErrRetry (try again after a backoff), ErrBadReply (a
+// request was dequeued but its reply is unusable; see below), or neither
+// (fatal for this Conn); errors.go describes the classes, and Stats counts
+// them.
 //
 // The kernel acts on the calling OS thread while handling ACCEPT: it
 // installs the socket as a new fd in this process and links the
@@ -103,8 +110,16 @@ func (c *Conn) Capabilities() Capabilities { return c.caps.clone() }
 // must send DONE for it (for example with EIO) and close it.
 func (c *Conn) Accept() (r Request, err error) {
 	if c.raw != nil {
-		return c.raw.accept()
+		r, err = c.raw.accept()
+	} else {
+		r, err = c.acceptGenetlink()
 	}
+	c.stats.count(err)
+	return r, err
+}
+
+// acceptGenetlink is Accept on a Conn from NewConn.
+func (c *Conn) acceptGenetlink() (Request, error) {
 	b, err := encodeAcceptRequest()
 	if err != nil {
 		return Request{FD: -1}, err
@@ -120,25 +135,37 @@ func (c *Conn) Accept() (r Request, err error) {
 	case errors.Is(err, unix.EAGAIN):
 		return Request{FD: -1}, fmt.Errorf("%w (%w)", ErrNoRequest, err)
 	case err != nil:
-		return Request{FD: -1}, fmt.Errorf("genl: ACCEPT: %w", err)
+		var oe *netlink.OpError
+		if errors.As(err, &oe) {
+			var e unix.Errno
+			if errors.As(oe.Err, &e) {
+				return Request{FD: -1}, kernelErr(e)
+			}
+		}
+		return Request{FD: -1}, exchangeErr("exchange", err)
 	}
 	for _, m := range msgs {
 		if m.Header.Command == cmdAccept {
-			return decodeAccept(m.Data)
+			return decodeAccept(m.Data, c.caps.SessionID)
 		}
 	}
-	return Request{FD: -1}, errors.New("genl: ACCEPT: kernel sent no reply message")
+	return Request{FD: -1}, fmt.Errorf("%w: genl: ACCEPT: kernel sent no reply message", ErrBadReply)
 }
 
 // Done reports the result of a handshake. Send it before closing d.FD: the
 // kernel looks the fd up in this process. STATUS and SOCKFD are always
 // sent; REMOTE_AUTH only if the kernel's DONE policy has it, as an
 // attribute the policy lacks would make the kernel reject the whole
-// message.
+// message. Likewise d.SessionID goes only to a kernel whose DONE policy
+// has SESSION_ID (Capabilities.SessionID); elsewhere it is left out, the
+// DONE still goes, and Stats.SessionIDOmitted counts it.
 func (c *Conn) Done(d Done) error {
-	b, err := encodeDone(d, c.caps.DoneAttrs)
+	b, omitted, err := encodeDone(d, c.caps.DoneAttrs, c.caps.SessionID)
 	if err != nil {
 		return err
+	}
+	if omitted {
+		c.stats.sessionIDOmitted.Add(1)
 	}
 	req := genetlink.Message{
 		Header: genetlink.Header{Command: cmdDone, Version: familyVersion},

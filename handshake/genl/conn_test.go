@@ -99,6 +99,26 @@ func TestNewConnCapabilities(t *testing.T) {
 			},
 		},
 		{
+			name: "KeyUpdate v7: DONE attribute 4 is u32",
+			k: fakeKernel{acceptPolicy: acceptPolicy612, donePolicy: map[uint16][]policyAttr{
+				0: append(append([]policyAttr{}, donePolicy612[0]...), policyAttr{num: 4, typ: unix.NL_ATTR_TYPE_U32}),
+			}},
+			want: Capabilities{
+				FamilyID: 0x1f, Version: 1, Probed: true,
+				AcceptAttrs: AttrSet{2}, DoneAttrs: AttrSet{1, 2, 3, 4}, SessionID: true,
+			},
+		},
+		{
+			name: "session tags: DONE attribute 4 is a string",
+			k: fakeKernel{acceptPolicy: acceptPolicy612, donePolicy: map[uint16][]policyAttr{
+				0: append(append([]policyAttr{}, donePolicy612[0]...), policyAttr{num: 4, typ: unix.NL_ATTR_TYPE_NUL_STRING}),
+			}},
+			want: Capabilities{
+				FamilyID: 0x1f, Version: 1, Probed: true,
+				AcceptAttrs: AttrSet{2}, DoneAttrs: AttrSet{1, 2, 3, 4}, Tags: true,
+			},
+		},
+		{
 			name: "probe unsupported: fallback",
 			k:    fakeKernel{},
 			want: Capabilities{

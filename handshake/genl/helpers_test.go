@@ -56,6 +56,12 @@ func encodeAcceptReply(t testing.TB, r Request) []byte {
 			return nil
 		})
 	}
+	if r.KeyUpdate != 0 {
+		ae.Uint32(KeyUpdateAcceptRequestAttr, uint32(r.KeyUpdate))
+	}
+	if r.SessionID != 0 {
+		ae.Uint32(KeyUpdateAcceptSessionIDAttr, r.SessionID)
+	}
 	for _, u := range r.Unknown {
 		ae.Bytes(u, nil)
 	}

@@ -71,6 +71,10 @@ func (t MessageType) String() string {
 		return "ClientHello"
 	case ServerHello:
 		return "ServerHello"
+	case ClientKeyUpdate:
+		return "ClientKeyUpdate"
+	case ServerKeyUpdate:
+		return "ServerKeyUpdate"
 	}
 	return "MessageType(" + strconv.FormatUint(uint64(t), 10) + ")"
 }
@@ -137,6 +141,16 @@ type Request struct {
 	// absent before Linux 6.17).
 	Keyring int32
 
+	// KeyUpdate and SessionID come from a kernel with the KeyUpdate
+	// upcall (proposal v7, see keyupdate.go), which sends both in every
+	// ACCEPT: what a KeyUpdate request asks for, and the id this daemon
+	// returned in the DONE of the socket's previous handshake. Both are
+	// 0 on a first handshake, and always 0 unless
+	// Capabilities.SessionID (otherwise ACCEPT attributes 10 and 11 are
+	// not the proposal's and land in Unknown).
+	KeyUpdate KeyUpdateType
+	SessionID uint32
+
 	// Unknown lists attribute types the reply carried that this package
 	// does not know, in order; the decoder skips them rather than fail,
 	// because newer kernels add attributes.
@@ -156,23 +170,32 @@ type Done struct {
 	// peer. The NVMe consumers require the PSK's serial; NFSD treats any
 	// non-zero serial as mutual authentication.
 	RemoteAuth []int32
+
+	// SessionID, if not 0, is the id under which the daemon keeps this
+	// session's state, for later KeyUpdate requests (proposal v7). It is
+	// sent only where Capabilities.SessionID; elsewhere Conn.Done leaves
+	// it out (and counts that in Stats.SessionIDOmitted), as DONE
+	// attribute 4 is then unknown or another proposal's TAG.
+	SessionID uint32
 }
 
-var errNoSockFD = errors.New("genl: ACCEPT reply has no SOCKFD")
-
 // decodeAccept parses an ACCEPT reply's attributes by type, never by
-// position, skipping (and recording) types it does not know.
+// position, skipping (and recording) types it does not know. keyUpdate
+// says the kernel speaks the KeyUpdate proposal, whose ACCEPT attributes
+// are decoded only then.
 //
 // The kernel installs the socket in this process before the reply is even
 // read, so a reply that fails to decode may still have handed us an fd.
 // When decoding fails after a SOCKFD was found, the returned Request
 // carries that FD along with the error, so the caller can send DONE for it
-// and close it; otherwise FD is -1.
-func decodeAccept(b []byte) (Request, error) {
+// and close it; otherwise FD is -1. Errors wrap ErrBadReply, and
+// ErrNoSockFD when the reply has no SOCKFD.
+func decodeAccept(b []byte, keyUpdate bool) (Request, error) {
 	r := Request{FD: -1}
 	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
-		return r, fmt.Errorf("genl: decoding ACCEPT reply: %w", err)
+		r.FD = scanSockFD(b)
+		return r, fmt.Errorf("%w: genl: decoding ACCEPT reply: %w", ErrBadReply, err)
 	}
 	for ad.Next() {
 		switch t := ad.Type(); t {
@@ -213,6 +236,18 @@ func decodeAccept(b []byte) (Request, error) {
 			r.PeerName, _, _ = strings.Cut(string(ad.Bytes()), "\x00")
 		case acceptKeyring:
 			r.Keyring = ad.Int32()
+		case KeyUpdateAcceptRequestAttr:
+			if !keyUpdate {
+				r.Unknown = append(r.Unknown, t)
+				break
+			}
+			r.KeyUpdate = KeyUpdateType(ad.Uint32())
+		case KeyUpdateAcceptSessionIDAttr:
+			if !keyUpdate {
+				r.Unknown = append(r.Unknown, t)
+				break
+			}
+			r.SessionID = ad.Uint32()
 		default:
 			r.Unknown = append(r.Unknown, t)
 		}
@@ -221,26 +256,35 @@ func decodeAccept(b []byte) (Request, error) {
 		if r.FD < 0 {
 			r.FD = scanSockFD(b)
 		}
-		return r, fmt.Errorf("genl: decoding ACCEPT reply: %w", err)
+		return r, fmt.Errorf("%w: genl: decoding ACCEPT reply: %w", ErrBadReply, err)
 	}
 	if r.FD < 0 {
-		return r, errNoSockFD
+		return r, ErrNoSockFD
 	}
 	return r, nil
 }
 
 // scanSockFD finds a well-formed SOCKFD in a reply whose decoding failed
-// before reaching it, so that the fd the kernel installed is not leaked.
+// before reaching it, or that arrived truncated, so that the fd the kernel
+// installed is not leaked. It walks the attributes as far as they are
+// intact and returns the last SOCKFD among them, or -1.
 func scanSockFD(b []byte) int32 {
-	attrs, err := netlink.UnmarshalAttributes(b)
-	if err != nil {
-		return -1
-	}
+	const hdr = 4 // struct nlattr
 	fd := int32(-1)
-	for _, a := range attrs {
-		if a.Type&^(netlink.Nested|netlink.NetByteOrder) == acceptSockFD && len(a.Data) == 4 {
-			fd = int32(binary.NativeEndian.Uint32(a.Data))
+	for len(b) >= hdr {
+		l := int(binary.NativeEndian.Uint16(b[0:2]))
+		t := binary.NativeEndian.Uint16(b[2:4]) &^ (netlink.Nested | netlink.NetByteOrder)
+		if l < hdr || l > len(b) {
+			break
 		}
+		if t == acceptSockFD && l == hdr+4 {
+			fd = int32(binary.NativeEndian.Uint32(b[hdr : hdr+4]))
+		}
+		l = (l + 3) &^ 3 // NLA_ALIGN
+		if l > len(b) {
+			break
+		}
+		b = b[l:]
 	}
 	return fd
 }
@@ -257,13 +301,15 @@ func encodeAcceptRequest() ([]byte, error) {
 // encodeDone builds the attributes of a DONE request, leaving out any
 // attribute the kernel's DONE policy does not list: strict policies reject
 // the whole message for one unknown attribute, and the consumer then waits
-// for its timeout.
-func encodeDone(d Done, policy AttrSet) ([]byte, error) {
+// for its timeout. SESSION_ID is sent only if sessionID (the policy has
+// attribute 4 as NLA_U32, see Capabilities.SessionID); omitted reports
+// that d.SessionID was left out.
+func encodeDone(d Done, policy AttrSet, sessionID bool) (b []byte, omitted bool, err error) {
 	if d.Status > maxErrno {
-		return nil, fmt.Errorf("genl: DONE status %d above %d", uint64(d.Status), maxErrno)
+		return nil, false, fmt.Errorf("genl: DONE status %d above %d", uint64(d.Status), maxErrno)
 	}
 	if !policy.Has(doneSockFD) {
-		return nil, errors.New("genl: kernel's DONE policy lacks SOCKFD")
+		return nil, false, errors.New("genl: kernel's DONE policy lacks SOCKFD")
 	}
 	ae := netlink.NewAttributeEncoder()
 	if policy.Has(doneStatus) {
@@ -275,5 +321,13 @@ func encodeDone(d Done, policy AttrSet) ([]byte, error) {
 			ae.Int32(doneRemoteAuth, s)
 		}
 	}
-	return ae.Encode()
+	if d.SessionID != 0 {
+		if sessionID && policy.Has(KeyUpdateDoneSessionIDAttr) {
+			ae.Uint32(KeyUpdateDoneSessionIDAttr, d.SessionID)
+		} else {
+			omitted = true
+		}
+	}
+	b, err = ae.Encode()
+	return b, omitted, err
 }

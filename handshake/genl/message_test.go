@@ -145,9 +145,9 @@ func TestDecodeAccept(t *testing.T) {
 			wantErr: true,
 		},
 		{
-			name:    "truncated attribute header",
+			name:    "truncated attribute header still hands over the fd",
 			b:       cat(attr(acceptSockFD, s32(8)), []byte{8, 0}),
-			want:    Request{FD: -1},
+			want:    Request{FD: 8},
 			wantErr: true,
 		},
 		{
@@ -159,9 +159,12 @@ func TestDecodeAccept(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := decodeAccept(tt.b)
+			got, err := decodeAccept(tt.b, false)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("decodeAccept() error = %v, want error: %v", err, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, ErrBadReply) {
+				t.Errorf("error %v does not match ErrBadReply", err)
 			}
 			if err != nil && !strings.HasPrefix(err.Error(), "genl: ") {
 				t.Errorf("error %q lacks the package prefix", err)
@@ -176,12 +179,47 @@ func TestDecodeAccept(t *testing.T) {
 func TestEncodeDone(t *testing.T) {
 	full := AttrSet{doneStatus, doneSockFD, doneRemoteAuth}
 	tests := []struct {
-		name    string
-		d       Done
-		policy  AttrSet
-		want    []byte
-		wantErr bool
+		name      string
+		d         Done
+		policy    AttrSet
+		sessionID bool // Capabilities.SessionID
+		want      []byte
+		omitted   bool
+		wantErr   bool
 	}{
+		{
+			name:      "v7 kernel: SESSION_ID sent",
+			d:         Done{FD: 7, RemoteAuth: []int32{0x1234}, SessionID: 0xabcd},
+			policy:    AttrSet{doneStatus, doneSockFD, doneRemoteAuth, KeyUpdateDoneSessionIDAttr},
+			sessionID: true,
+			want: cat(
+				attr(doneStatus, u32(0)),
+				attr(doneSockFD, s32(7)),
+				attr(doneRemoteAuth, s32(0x1234)),
+				attr(KeyUpdateDoneSessionIDAttr, u32(0xabcd)),
+			),
+		},
+		{
+			name:      "v7 kernel, no session to keep: no SESSION_ID",
+			d:         Done{FD: 7, Status: syscall.EIO},
+			policy:    AttrSet{doneStatus, doneSockFD, doneRemoteAuth, KeyUpdateDoneSessionIDAttr},
+			sessionID: true,
+			want:      cat(attr(doneStatus, u32(5)), attr(doneSockFD, s32(7))),
+		},
+		{
+			name:    "TAG kernel: attribute 4 is a string, SESSION_ID left out",
+			d:       Done{FD: 7, SessionID: 0xabcd},
+			policy:  AttrSet{doneStatus, doneSockFD, doneRemoteAuth, 4},
+			want:    cat(attr(doneStatus, u32(0)), attr(doneSockFD, s32(7))),
+			omitted: true,
+		},
+		{
+			name:    "6.12: SESSION_ID left out",
+			d:       Done{FD: 7, SessionID: 9},
+			policy:  full,
+			want:    cat(attr(doneStatus, u32(0)), attr(doneSockFD, s32(7))),
+			omitted: true,
+		},
 		{
 			name:   "success with remote auth",
 			d:      Done{FD: 7, RemoteAuth: []int32{0x1234, 0x5678}},
@@ -214,7 +252,10 @@ func TestEncodeDone(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := encodeDone(tt.d, tt.policy)
+			got, omitted, err := encodeDone(tt.d, tt.policy, tt.sessionID)
+			if omitted != tt.omitted {
+				t.Errorf("omitted = %v, want %v", omitted, tt.omitted)
+			}
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("encodeDone() error = %v, want error: %v", err, tt.wantErr)
 			}
@@ -229,7 +270,14 @@ func TestStrings(t *testing.T) {
 	for _, tt := range []struct{ got, want string }{
 		{ClientHello.String(), "ClientHello"},
 		{ServerHello.String(), "ServerHello"},
-		{MessageType(3).String(), "MessageType(3)"},
+		{ClientKeyUpdate.String(), "ClientKeyUpdate"},
+		{ServerKeyUpdate.String(), "ServerKeyUpdate"},
+		{MessageType(5).String(), "MessageType(5)"},
+		{KeyUpdateUnspec.String(), "unspec"},
+		{KeyUpdateSend.String(), "send"},
+		{KeyUpdateReceived.String(), "received"},
+		{KeyUpdateReceivedRequestUpdate.String(), "received_request_update"},
+		{KeyUpdateType(4).String(), "KeyUpdateType(4)"},
 		{Unauth.String(), "unauth"},
 		{PSK.String(), "psk"},
 		{X509.String(), "x509"},
@@ -257,16 +305,32 @@ func FuzzDecodeAccept(f *testing.F) {
 		FD: 7, MessageType: ClientHello, Timeout: 10 * time.Second, Auth: PSK,
 		PeerIdentities: []int32{1, 2}, Certificates: []CertPair{{3, 4}},
 		PeerName: "host", Keyring: 5, Unknown: []uint16{10, 11},
-	}))
-	f.Add(cat(attr(acceptSockFD, s32(1)), attr(acceptTimeout, []byte{1})))
-	f.Add(cat(attr(acceptSockFD, s32(1)), attr(netlink.Nested|acceptCertificate, attr(x509Cert, []byte{1}))))
-	f.Add([]byte{})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := decodeAccept(b)
+	}), false)
+	// A v7 KeyUpdate request, and the same bytes from a kernel without
+	// the proposal (attributes 10 and 11 unknown).
+	ku := encodeAcceptReply(f, Request{
+		FD: 7, MessageType: ServerKeyUpdate, Auth: PSK, PeerIdentities: []int32{1},
+		KeyUpdate: KeyUpdateReceivedRequestUpdate, SessionID: 0x1234,
+	})
+	f.Add(ku, true)
+	f.Add(ku, false)
+	f.Add(cat(attr(acceptSockFD, s32(1)), attr(KeyUpdateAcceptRequestAttr, []byte{1})), true)
+	f.Add(cat(attr(acceptSockFD, s32(1)), attr(KeyUpdateAcceptSessionIDAttr, u32(0)), attr(KeyUpdateAcceptRequestAttr, u32(99))), true)
+	f.Add(cat(attr(acceptSockFD, s32(1)), attr(acceptTimeout, []byte{1})), false)
+	f.Add(cat(attr(acceptSockFD, s32(1)), attr(netlink.Nested|acceptCertificate, attr(x509Cert, []byte{1}))), false)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, b []byte, keyUpdate bool) {
+		r, err := decodeAccept(b, keyUpdate)
 		if err != nil {
+			if !errors.Is(err, ErrBadReply) {
+				t.Fatalf("error %v does not match ErrBadReply", err)
+			}
 			return
 		}
-		r2, err := decodeAccept(encodeAcceptReply(t, r))
+		if !keyUpdate && (r.KeyUpdate != 0 || r.SessionID != 0) {
+			t.Fatalf("KeyUpdate attributes decoded from a kernel without the proposal: %+v", r)
+		}
+		r2, err := decodeAccept(encodeAcceptReply(t, r), keyUpdate)
 		if err != nil {
 			t.Fatalf("re-encoded %+v does not decode: %v", r, err)
 		}

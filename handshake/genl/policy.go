@@ -40,6 +40,19 @@ type Capabilities struct {
 	// DoneAttrs are the attributes DONE accepts; Conn.Done sends no
 	// other.
 	DoneAttrs AttrSet
+
+	// SessionID is true when the kernel speaks the KeyUpdate upcall
+	// (proposal v7, keyupdate.go): its DONE policy has attribute 4
+	// (KeyUpdateDoneSessionIDAttr) with type u32. Only then does Accept
+	// decode ACCEPT attributes 10 and 11 into Request.KeyUpdate and
+	// Request.SessionID, and Done send Done.SessionID.
+	SessionID bool
+
+	// Tags is true when DONE's attribute 4 is a string: the session-tags
+	// proposal's TAG, which this package does not send. SessionID and
+	// Tags are never both true; both are false when the policy lacks
+	// attribute 4 or could not be probed.
+	Tags bool
 }
 
 func (c Capabilities) clone() Capabilities {
@@ -55,27 +68,50 @@ var (
 	fallbackDone   = AttrSet{doneStatus, doneSockFD, doneRemoteAuth}
 )
 
+// An opPolicy is one operation's do-policy: the attributes it accepts
+// and their types (NL_ATTR_TYPE_*).
+type opPolicy struct {
+	attrs AttrSet
+	types map[uint16]uint32
+}
+
 // probe asks nlctrl for the do-policies of ACCEPT and DONE.
-func probe(c *genetlink.Conn, family uint16) (accept, done AttrSet, err error) {
+func probe(c *genetlink.Conn, family uint16) (accept, done opPolicy, err error) {
 	if accept, err = probeOp(c, family, cmdAccept); err != nil {
-		return nil, nil, fmt.Errorf("genl: GETPOLICY for ACCEPT: %w", err)
+		return accept, done, fmt.Errorf("genl: GETPOLICY for ACCEPT: %w", err)
 	}
 	if done, err = probeOp(c, family, cmdDone); err != nil {
-		return nil, nil, fmt.Errorf("genl: GETPOLICY for DONE: %w", err)
+		return accept, done, fmt.Errorf("genl: GETPOLICY for DONE: %w", err)
 	}
 	return accept, done, nil
+}
+
+// setDone records what a probed DONE policy says, attribute 4's type
+// included: u32 is the KeyUpdate proposal's SESSION_ID, a string the
+// session-tags proposal's TAG.
+func (c *Capabilities) setDone(p opPolicy) {
+	c.DoneAttrs = p.attrs
+	if !p.attrs.Has(KeyUpdateDoneSessionIDAttr) {
+		return
+	}
+	switch p.types[KeyUpdateDoneSessionIDAttr] {
+	case unix.NL_ATTR_TYPE_U32:
+		c.SessionID = true
+	case unix.NL_ATTR_TYPE_STRING, unix.NL_ATTR_TYPE_NUL_STRING:
+		c.Tags = true
+	}
 }
 
 // probeOp dumps the policy of one operation (CTRL_CMD_GETPOLICY with
 // CTRL_ATTR_OP, Linux ≥ 5.10) and returns the attributes its do-policy
 // accepts.
-func probeOp(c *genetlink.Conn, family uint16, cmd uint8) (AttrSet, error) {
+func probeOp(c *genetlink.Conn, family uint16, cmd uint8) (opPolicy, error) {
 	ae := netlink.NewAttributeEncoder()
 	ae.Uint16(unix.CTRL_ATTR_FAMILY_ID, family)
 	ae.Uint32(unix.CTRL_ATTR_OP, uint32(cmd))
 	b, err := ae.Encode()
 	if err != nil {
-		return nil, err
+		return opPolicy{}, err
 	}
 	req := genetlink.Message{
 		Header: genetlink.Header{Command: unix.CTRL_CMD_GETPOLICY, Version: 1},
@@ -83,14 +119,15 @@ func probeOp(c *genetlink.Conn, family uint16, cmd uint8) (AttrSet, error) {
 	}
 	msgs, err := c.Execute(req, unix.GENL_ID_CTRL, netlink.Request|netlink.Dump)
 	if err != nil {
-		return nil, err
+		return opPolicy{}, err
 	}
 	return parsePolicy(msgs, cmd)
 }
 
 // parsePolicy reads a GETPOLICY dump, as net/netlink/genetlink.c
 // (ctrl_dumppolicy) and net/netlink/policy.c (netlink_policy_dump_write)
-// write it, and returns the attribute numbers of cmd's do-policy.
+// write it, and returns the attribute numbers of cmd's do-policy and
+// their types.
 //
 // The dump is a series of CTRL_CMD_GETPOLICY messages. One maps the
 // operation to policy indices:
@@ -101,20 +138,26 @@ func probeOp(c *genetlink.Conn, family uint16, cmd uint8) (AttrSet, error) {
 //
 //	CTRL_ATTR_POLICY { <policy index> { <attribute> { NL_POLICY_TYPE_ATTR_TYPE: u32, ... } } }
 //
+// An attribute whose type is missing or malformed gets type 0
+// (NL_ATTR_TYPE_INVALID), which matches no type a caller looks for.
 // Attributes the policy rejects (NLA_UNSPEC holes, NLA_REJECT) are not
 // listed, so the listed numbers are exactly the accepted ones. The index
 // is followed rather than assumed to be 0, because a policy with nested
 // policies dumps those under further indices.
-func parsePolicy(msgs []genetlink.Message, cmd uint8) (AttrSet, error) {
+func parsePolicy(msgs []genetlink.Message, cmd uint8) (opPolicy, error) {
+	type attrType struct {
+		num uint16
+		typ uint32
+	}
 	var (
 		doIdx    uint32
 		haveDo   bool
-		policies = make(map[uint16][]uint16)
+		policies = make(map[uint16][]attrType)
 	)
 	for _, m := range msgs {
 		ad, err := netlink.NewAttributeDecoder(m.Data)
 		if err != nil {
-			return nil, err
+			return opPolicy{}, err
 		}
 		for ad.Next() {
 			switch ad.Type() {
@@ -139,7 +182,16 @@ func parsePolicy(msgs []genetlink.Message, cmd uint8) (AttrSet, error) {
 						pi := pols.Type()
 						pols.Nested(func(attrs *netlink.AttributeDecoder) error {
 							for attrs.Next() {
-								policies[pi] = append(policies[pi], attrs.Type())
+								a := attrType{num: attrs.Type()}
+								attrs.Nested(func(desc *netlink.AttributeDecoder) error {
+									for desc.Next() {
+										if desc.Type() == unix.NL_POLICY_TYPE_ATTR_TYPE && len(desc.Bytes()) == 4 {
+											a.typ = desc.Uint32()
+										}
+									}
+									return nil
+								})
+								policies[pi] = append(policies[pi], a)
 							}
 							return nil
 						})
@@ -149,16 +201,21 @@ func parsePolicy(msgs []genetlink.Message, cmd uint8) (AttrSet, error) {
 			}
 		}
 		if err := ad.Err(); err != nil {
-			return nil, fmt.Errorf("decoding policy dump: %w", err)
+			return opPolicy{}, fmt.Errorf("decoding policy dump: %w", err)
 		}
 	}
 	if !haveDo {
-		return nil, fmt.Errorf("policy dump has no do-policy for command %d", cmd)
+		return opPolicy{}, fmt.Errorf("policy dump has no do-policy for command %d", cmd)
 	}
 	if doIdx > 0xffff {
-		return nil, fmt.Errorf("policy dump names policy index %d", doIdx)
+		return opPolicy{}, fmt.Errorf("policy dump names policy index %d", doIdx)
 	}
-	set := AttrSet(policies[uint16(doIdx)])
-	slices.Sort(set)
-	return slices.Compact(set), nil
+	p := opPolicy{types: make(map[uint16]uint32)}
+	for _, a := range policies[uint16(doIdx)] {
+		p.attrs = append(p.attrs, a.num)
+		p.types[a.num] = a.typ
+	}
+	slices.Sort(p.attrs)
+	p.attrs = slices.Compact(p.attrs)
+	return p, nil
 }

@@ -76,7 +76,7 @@ func TestParsePolicy(t *testing.T) {
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("parsePolicy() error = %v, want error: %v", err, tt.wantErr)
 			}
-			if diff := cmp.Diff(tt.want, got); diff != "" {
+			if diff := cmp.Diff(tt.want, got.attrs); diff != "" {
 				t.Errorf("parsePolicy() mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -113,6 +113,106 @@ func TestPolicyDumpLayout(t *testing.T) {
 	if diff := cmp.Diff(want, msgs[0].Data); diff != "" {
 		t.Errorf("op-policy message mismatch (-want +got):\n%s", diff)
 	}
+}
+
+// TestPolicyTypes: the type of each attribute comes through, so that
+// DONE attribute 4 tells the KeyUpdate proposal (u32) from session tags
+// (string).
+func TestPolicyTypes(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		typ         uint32 // of DONE attribute 4; 0: absent
+		sessionID   bool
+		tags        bool
+		wantType4   uint32
+		wantAttr4In bool
+	}{
+		{name: "6.12: no attribute 4"},
+		{name: "KeyUpdate v7: SESSION_ID u32", typ: unix.NL_ATTR_TYPE_U32, sessionID: true},
+		{name: "session tags: TAG string", typ: unix.NL_ATTR_TYPE_NUL_STRING, tags: true},
+		{name: "session tags: TAG plain string", typ: unix.NL_ATTR_TYPE_STRING, tags: true},
+		{name: "some other type: neither", typ: unix.NL_ATTR_TYPE_U64},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pol := append([]policyAttr{}, donePolicy612[0]...)
+			if tt.typ != 0 {
+				pol = append(pol, policyAttr{num: 4, typ: tt.typ})
+			}
+			p, err := parsePolicy(policyDump(t, 0x1f, cmdDone, 0, map[uint16][]policyAttr{0: pol}), cmdDone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.types[doneSockFD] != unix.NL_ATTR_TYPE_S32 || p.types[doneStatus] != unix.NL_ATTR_TYPE_U32 {
+				t.Errorf("types = %v, want SOCKFD s32 and STATUS u32", p.types)
+			}
+			var c Capabilities
+			c.setDone(p)
+			if c.SessionID != tt.sessionID || c.Tags != tt.tags {
+				t.Errorf("SessionID, Tags = %v, %v; want %v, %v", c.SessionID, c.Tags, tt.sessionID, tt.tags)
+			}
+			if c.DoneAttrs.Has(4) != (tt.typ != 0) {
+				t.Errorf("DoneAttrs = %v", c.DoneAttrs)
+			}
+		})
+	}
+}
+
+// FuzzParsePolicy: any dump gives a policy or an error, never a panic,
+// and a policy's attributes are sorted, unique and typed.
+func FuzzParsePolicy(f *testing.F) {
+	enc := func(msgs []genetlink.Message) []byte {
+		var b []byte
+		for _, m := range msgs {
+			mb, err := m.MarshalBinary()
+			if err != nil {
+				f.Fatal(err)
+			}
+			b = append(b, byte(len(mb)), byte(len(mb)>>8))
+			b = append(b, mb...)
+		}
+		return b
+	}
+	f.Add(enc(policyDump(f, 0x1f, cmdDone, 0, donePolicy612)))
+	f.Add(enc(policyDump(f, 0x1f, cmdDone, 0, map[uint16][]policyAttr{0: append(append([]policyAttr{}, donePolicy612[0]...),
+		policyAttr{num: 4, typ: unix.NL_ATTR_TYPE_U32})})))
+	f.Add(enc(policyDump(f, 0x1f, cmdDone, 0, map[uint16][]policyAttr{0: append(append([]policyAttr{}, donePolicy612[0]...),
+		policyAttr{num: 4, typ: unix.NL_ATTR_TYPE_NUL_STRING})})))
+	f.Add(enc(policyDump(f, 0x1f, cmdAccept, 0, acceptPolicy612)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		// b is a series of messages, each a 16-bit length and then the
+		// genetlink message.
+		var msgs []genetlink.Message
+		for len(b) >= 2 {
+			n := int(b[0]) | int(b[1])<<8
+			b = b[2:]
+			n = min(n, len(b))
+			var m genetlink.Message
+			if m.UnmarshalBinary(b[:n]) == nil {
+				msgs = append(msgs, m)
+			}
+			b = b[n:]
+		}
+		p, err := parsePolicy(msgs, cmdDone)
+		if err != nil {
+			return
+		}
+		for i, a := range p.attrs {
+			if i > 0 && p.attrs[i-1] >= a {
+				t.Fatalf("attributes not sorted and unique: %v", p.attrs)
+			}
+			if _, ok := p.types[a]; !ok {
+				t.Fatalf("attribute %d has no type entry", a)
+			}
+		}
+		var c Capabilities
+		c.setDone(p)
+		if c.SessionID && c.Tags {
+			t.Fatal("both SessionID and Tags")
+		}
+		if c.SessionID && p.types[4] != unix.NL_ATTR_TYPE_U32 {
+			t.Fatalf("SessionID with attribute 4 of type %d", p.types[4])
+		}
+	})
 }
 
 func TestAttrSetHas(t *testing.T) {

@@ -83,7 +83,16 @@ type Options struct {
 // A failure leaves the socket unusable for plaintext; the caller reports
 // it to the kernel consumer and closes its fd. Errors are *InstallError.
 func Install(fd int, tx, rx Keys, o Options) error {
-	if err := unix.SetsockoptString(fd, unix.SOL_TCP, unix.TCP_ULP, "tls"); err != nil {
+	return install(setsockopt, fd, tx, rx, o)
+}
+
+// setsockoptFunc is setsockopt(2). install and setKeys take it as a
+// parameter so that tests can make each step fail: a real kernel fails
+// TLS_TX or TLS_RX after the ULP is attached only in contrived states.
+type setsockoptFunc func(fd, level, opt int, b []byte) error
+
+func install(set setsockoptFunc, fd int, tx, rx Keys, o Options) error {
+	if err := set(fd, unix.SOL_TCP, unix.TCP_ULP, []byte("tls")); err != nil {
 		e := &InstallError{Step: StepULP, Err: err}
 		switch {
 		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOPROTOOPT):
@@ -96,39 +105,39 @@ func Install(fd int, tx, rx Keys, o Options) error {
 	if o.TxMaxPayload != 0 {
 		v := binary.NativeEndian.AppendUint16(nil, o.TxMaxPayload)
 		// ENOPROTOOPT: a kernel from before the option (≤ 6.18).
-		if err := setsockopt(fd, solTLS, tlsTXMaxPayloadLen, v); err != nil && !errors.Is(err, unix.ENOPROTOOPT) {
+		if err := set(fd, solTLS, tlsTXMaxPayloadLen, v); err != nil && !errors.Is(err, unix.ENOPROTOOPT) {
 			return &InstallError{Step: StepMaxPayload, Err: err}
 		}
 	}
-	if err := SetTX(fd, tx); err != nil {
+	if err := setKeys(set, fd, tlsTX, StepTX, tx); err != nil {
 		return err
 	}
-	return SetRX(fd, rx)
+	return setKeys(set, fd, tlsRX, StepRX, rx)
 }
 
 // SetTX installs the keys for records this side sends: at Install, and
 // again after sending a KeyUpdate (Linux ≥ 6.14).
-func SetTX(fd int, k Keys) error { return setKeys(fd, tlsTX, StepTX, k) }
+func SetTX(fd int, k Keys) error { return setKeys(setsockopt, fd, tlsTX, StepTX, k) }
 
 // SetRX installs the keys for records this side receives: at Install,
 // and again after receiving a KeyUpdate (Linux ≥ 6.14), when reads fail
 // with EKEYEXPIRED until it is done.
-func SetRX(fd int, k Keys) error { return setKeys(fd, tlsRX, StepRX, k) }
+func SetRX(fd int, k Keys) error { return setKeys(setsockopt, fd, tlsRX, StepRX, k) }
 
-func setKeys(fd, opt int, step string, k Keys) error {
+func setKeys(set setsockoptFunc, fd, opt int, step string, k Keys) error {
 	b, err := CryptoInfo(k)
 	if err != nil {
 		return &InstallError{Step: step, Err: err}
 	}
 	defer clear(b)
-	if err := setsockopt(fd, solTLS, opt, b); err != nil {
+	if err := set(fd, solTLS, opt, b); err != nil {
 		return &InstallError{Step: step, Err: err}
 	}
 	return nil
 }
 
 // setsockopt passes b to the kernel without copying it into a string, so
-// that key bytes do not outlive the call.
+// that key bytes do not outlive the call. b must not be empty.
 func setsockopt(fd, level, opt int, b []byte) error {
 	_, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt),
 		uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0)

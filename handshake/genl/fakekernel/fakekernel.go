@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -58,6 +59,23 @@ const (
 	maxErrno = 4095
 )
 
+// The session-tags proposal (Chuck Lever, "net/handshake: session tags",
+// 9 patches, 2026-06-05; not merged) reuses numbers of the KeyUpdate
+// proposal, whose numbers live in package genl (keyupdate.go): DONE
+// attribute 4 is TAG (a string, multi, up to 255 bytes), ACCEPT attribute
+// 10 is MAX_TAGS (u32, at most 64). Package genl never sends them, so
+// they are here only.
+const (
+	tagsDoneTag        = 4
+	tagsAcceptMaxTags  = 10
+	tagsMaxTags        = 64
+	tagsMaxTagLength   = 255
+	keyUpdateDoneAttr  = genl.KeyUpdateDoneSessionIDAttr
+	keyUpdateReqAttr   = genl.KeyUpdateAcceptRequestAttr
+	keyUpdateSessAttr  = genl.KeyUpdateAcceptSessionIDAttr
+	attr4PolicyDefault = unix.NL_ATTR_TYPE_BINARY
+)
+
 // Config describes the kernel to mimic.
 type Config struct {
 	FamilyID uint16 // dynamic in a real kernel
@@ -75,6 +93,20 @@ type Config struct {
 
 	// NoGetPolicy makes GETPOLICY fail with EOPNOTSUPP.
 	NoGetPolicy bool
+
+	// KeyUpdate makes the kernel speak the KeyUpdate upcall proposal v7
+	// (see package genl's keyupdate.go): every ACCEPT reply carries
+	// KEY_UPDATE_REQUEST and SESSION_ID, SubmitKeyUpdate works, and DONE
+	// attribute 4, if DonePolicy lists it, is SESSION_ID (u32 in
+	// GETPOLICY), which Result.SessionID records.
+	KeyUpdate bool
+
+	// Tags makes the kernel speak the session-tags proposal instead:
+	// ACCEPT replies carry MAX_TAGS (attribute 10) = 64, and DONE
+	// attribute 4, if DonePolicy lists it, is TAG (a string in
+	// GETPOLICY), which Result.Tags records. With neither KeyUpdate nor
+	// Tags, GETPOLICY reports a listed attribute 4 as binary.
+	Tags bool
 }
 
 // Linux612 mimics Debian's 6.12 kernels. ACCEPT's request policy holds
@@ -97,6 +129,26 @@ func Mainline() Config {
 	return c
 }
 
+// KeyUpdateV7 mimics a mainline kernel with the KeyUpdate upcall
+// proposal v7 applied: message types 3 and 4, ACCEPT attributes 10 and 11
+// in every reply, DONE attribute 4 SESSION_ID as u32.
+func KeyUpdateV7() Config {
+	c := Mainline()
+	c.KeyUpdate = true
+	c.DonePolicy = []uint16{doneStatus, doneSockFD, doneRemoteAuth, keyUpdateDoneAttr}
+	return c
+}
+
+// SessionTags mimics a mainline kernel with the session-tags proposal
+// applied: DONE attribute 4 is TAG, a string; ACCEPT replies carry
+// MAX_TAGS as attribute 10.
+func SessionTags() Config {
+	c := Mainline()
+	c.Tags = true
+	c.DonePolicy = []uint16{doneStatus, doneSockFD, doneRemoteAuth, tagsDoneTag}
+	return c
+}
+
 // Params are what a consumer passes with its request (struct
 // tls_handshake_args).
 type Params struct {
@@ -107,12 +159,24 @@ type Params struct {
 	PeerName       string
 	Timeout        time.Duration // 0: no TIMEOUT attribute
 	Keyring        int32         // sent only with Config.Keyring
+
+	// KeyUpdate and SessionID are sent only with Config.KeyUpdate, in
+	// every reply (0 on a first handshake); SubmitKeyUpdate sets them.
+	KeyUpdate genl.KeyUpdateType
+	SessionID uint32
 }
 
 // Result is what DONE reported.
 type Result struct {
 	Status     syscall.Errno
 	RemoteAuth []int32
+
+	// SessionID is DONE's SESSION_ID on a Config.KeyUpdate kernel; 0
+	// if absent.
+	SessionID uint32
+
+	// Tags are DONE's TAG attributes on a Config.Tags kernel.
+	Tags []string
 }
 
 // A Pending is one submitted request.
@@ -237,6 +301,25 @@ func (k *Kernel) Submit(fd int, p Params) *Pending {
 	return pd
 }
 
+// SubmitKeyUpdate queues a KeyUpdate request (proposal v7) for the
+// connected socket fd, as tls_client_keyupdate_psk() or
+// tls_server_keyupdate_psk() would: side is genl.ClientKeyUpdate or
+// genl.ServerKeyUpdate (the role of this end in its first handshake), typ
+// what to do, and sessionID the SESSION_ID the daemon returned in that
+// socket's last DONE. p gives the rest (Auth, PeerIdentities, Timeout);
+// its MessageType, KeyUpdate and SessionID are overwritten. It fails on a
+// kernel without Config.KeyUpdate, which has no such request.
+func (k *Kernel) SubmitKeyUpdate(fd int, side genl.MessageType, typ genl.KeyUpdateType, sessionID uint32, p Params) (*Pending, error) {
+	if !k.cfg.KeyUpdate {
+		return nil, errors.New("fakekernel: this kernel has no KeyUpdate upcall (Config.KeyUpdate)")
+	}
+	if side != genl.ClientKeyUpdate && side != genl.ServerKeyUpdate {
+		return nil, fmt.Errorf("fakekernel: KeyUpdate message type %v, want ClientKeyUpdate or ServerKeyUpdate", side)
+	}
+	p.MessageType, p.KeyUpdate, p.SessionID = side, typ, sessionID
+	return k.Submit(fd, p), nil
+}
+
 // Queued returns the number of requests not yet accepted.
 func (k *Kernel) Queued() int {
 	k.mu.Lock()
@@ -297,8 +380,10 @@ func (k *Kernel) serve(greq genetlink.Message, nreq netlink.Message) ([]genetlin
 }
 
 // attrs decodes a request's top-level attributes, failing with EINVAL
-// like a strict policy on any attribute outside allowed or not 4 bytes.
-func attrs(b []byte, allowed []uint16) (map[uint16][][]byte, error) {
+// like a strict policy on any attribute outside allowed or not 4 bytes;
+// attribute str, if not 0, is a NUL-terminated string of at most
+// tagsMaxTagLength bytes instead.
+func attrs(b []byte, allowed []uint16, str uint16) (map[uint16][][]byte, error) {
 	as, err := netlink.UnmarshalAttributes(b)
 	if err != nil {
 		return nil, errno(unix.EINVAL)
@@ -306,7 +391,14 @@ func attrs(b []byte, allowed []uint16) (map[uint16][][]byte, error) {
 	m := make(map[uint16][][]byte)
 	for _, a := range as {
 		t := a.Type &^ (netlink.Nested | netlink.NetByteOrder)
-		if !slices.Contains(allowed, t) || len(a.Data) != 4 {
+		switch {
+		case !slices.Contains(allowed, t):
+			return nil, errno(unix.EINVAL)
+		case t == str && str != 0:
+			if len(a.Data) == 0 || len(a.Data) > tagsMaxTagLength+1 || a.Data[len(a.Data)-1] != 0 {
+				return nil, errno(unix.EINVAL)
+			}
+		case len(a.Data) != 4:
 			return nil, errno(unix.EINVAL)
 		}
 		m[t] = append(m[t], a.Data)
@@ -317,7 +409,7 @@ func attrs(b []byte, allowed []uint16) (map[uint16][][]byte, error) {
 func u32(b []byte) uint32 { return binary.NativeEndian.Uint32(b) }
 
 func (k *Kernel) accept(greq genetlink.Message) ([]genetlink.Message, error) {
-	as, err := attrs(greq.Data, k.cfg.AcceptPolicy)
+	as, err := attrs(greq.Data, k.cfg.AcceptPolicy, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -381,6 +473,13 @@ func (k *Kernel) acceptReply(p *Pending) ([]byte, error) {
 	if k.cfg.Keyring && pp.Keyring != 0 {
 		ae.Int32(acceptKeyring, pp.Keyring)
 	}
+	switch {
+	case k.cfg.KeyUpdate:
+		ae.Uint32(keyUpdateReqAttr, uint32(pp.KeyUpdate))
+		ae.Uint32(keyUpdateSessAttr, pp.SessionID)
+	case k.cfg.Tags:
+		ae.Uint32(tagsAcceptMaxTags, tagsMaxTags)
+	}
 	switch pp.Auth {
 	case genl.PSK:
 		for _, id := range pp.PeerIdentities {
@@ -405,7 +504,11 @@ func (k *Kernel) acceptReply(p *Pending) ([]byte, error) {
 // does. On EBADF and EBUSY the request stays as it was, so its consumer
 // would time out.
 func (k *Kernel) done(greq genetlink.Message) ([]genetlink.Message, error) {
-	as, err := attrs(greq.Data, k.cfg.DonePolicy)
+	var str uint16
+	if k.cfg.Tags {
+		str = tagsDoneTag
+	}
+	as, err := attrs(greq.Data, k.cfg.DonePolicy, str)
 	if err != nil {
 		return nil, err
 	}
@@ -431,9 +534,17 @@ func (k *Kernel) done(greq genetlink.Message) ([]genetlink.Message, error) {
 		}
 		status = syscall.Errno(v)
 	}
-	var remote []int32
+	res := Result{Status: status}
 	for _, r := range as[doneRemoteAuth] {
-		remote = append(remote, int32(u32(r)))
+		res.RemoteAuth = append(res.RemoteAuth, int32(u32(r)))
+	}
+	for _, v := range as[keyUpdateDoneAttr] {
+		switch {
+		case k.cfg.KeyUpdate:
+			res.SessionID = u32(v)
+		case k.cfg.Tags:
+			res.Tags = append(res.Tags, strings.TrimSuffix(string(v), "\x00"))
+		}
 	}
 
 	k.mu.Lock()
@@ -445,7 +556,7 @@ func (k *Kernel) done(greq genetlink.Message) ([]genetlink.Message, error) {
 	if !ok {
 		return nil, errno(unix.EBUSY)
 	}
-	p.done <- Result{Status: status, RemoteAuth: remote}
+	p.done <- res
 	return nil, errno(0) // the ACK
 }
 
@@ -522,11 +633,22 @@ func (k *Kernel) getPolicy(greq genetlink.Message) ([]genetlink.Message, error) 
 	}
 	msgs := []genetlink.Message{m}
 	for _, a := range policy {
+		typ := uint32(unix.NL_ATTR_TYPE_U32)
+		switch {
+		case op == cmdDone && a == doneSockFD:
+			typ = unix.NL_ATTR_TYPE_S32
+		case op == cmdDone && a == keyUpdateDoneAttr && k.cfg.KeyUpdate:
+			typ = unix.NL_ATTR_TYPE_U32
+		case op == cmdDone && a == tagsDoneTag && k.cfg.Tags:
+			typ = unix.NL_ATTR_TYPE_NUL_STRING
+		case op == cmdDone && a == 4:
+			typ = attr4PolicyDefault
+		}
 		m, err := msg(func(ae *netlink.AttributeEncoder) {
 			nest(unix.CTRL_ATTR_POLICY, func(ae *netlink.AttributeEncoder) {
 				nest(0, func(ae *netlink.AttributeEncoder) {
 					nest(a, func(ae *netlink.AttributeEncoder) {
-						ae.Uint32(unix.NL_POLICY_TYPE_ATTR_TYPE, unix.NL_ATTR_TYPE_U32)
+						ae.Uint32(unix.NL_POLICY_TYPE_ATTR_TYPE, typ)
 					})(ae)
 				})(ae)
 			})(ae)

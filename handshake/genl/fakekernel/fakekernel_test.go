@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"github.com/mdlayher/genetlink"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
@@ -40,24 +42,33 @@ func conn(t *testing.T, k *fakekernel.Kernel) *genl.Conn {
 
 func TestProbe(t *testing.T) {
 	for _, tt := range []struct {
-		name   string
-		cfg    fakekernel.Config
-		probed bool
-		done   genl.AttrSet
+		name      string
+		cfg       fakekernel.Config
+		probed    bool
+		done      genl.AttrSet
+		sessionID bool
+		tags      bool
 	}{
-		{"6.12", fakekernel.Linux612(), true, genl.AttrSet{1, 2, 3}},
-		{"zero config", fakekernel.Config{}, true, genl.AttrSet{1, 2, 3}},
-		{"mainline", fakekernel.Mainline(), true, genl.AttrSet{1, 2, 3}},
+		{"6.12", fakekernel.Linux612(), true, genl.AttrSet{1, 2, 3}, false, false},
+		{"zero config", fakekernel.Config{}, true, genl.AttrSet{1, 2, 3}, false, false},
+		{"mainline", fakekernel.Mainline(), true, genl.AttrSet{1, 2, 3}, false, false},
 		{"no GETPOLICY", func() fakekernel.Config {
 			c := fakekernel.Linux612()
 			c.NoGetPolicy = true
 			return c
-		}(), false, genl.AttrSet{1, 2, 3}},
-		{"session tags", func() fakekernel.Config {
+		}(), false, genl.AttrSet{1, 2, 3}, false, false},
+		{"session tags", fakekernel.SessionTags(), true, genl.AttrSet{1, 2, 3, 4}, false, true},
+		{"KeyUpdate v7", fakekernel.KeyUpdateV7(), true, genl.AttrSet{1, 2, 3, 4}, true, false},
+		{"attribute 4 of neither proposal", func() fakekernel.Config {
 			c := fakekernel.Linux612()
 			c.DonePolicy = []uint16{1, 2, 3, 4}
 			return c
-		}(), true, genl.AttrSet{1, 2, 3, 4}},
+		}(), true, genl.AttrSet{1, 2, 3, 4}, false, false},
+		{"KeyUpdate v7 without GETPOLICY", func() fakekernel.Config {
+			c := fakekernel.KeyUpdateV7()
+			c.NoGetPolicy = true
+			return c
+		}(), false, genl.AttrSet{1, 2, 3}, false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			caps := conn(t, fakekernel.New(tt.cfg)).Capabilities()
@@ -69,6 +80,9 @@ func TestProbe(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.done, caps.DoneAttrs); diff != "" {
 				t.Errorf("DoneAttrs mismatch (-want +got):\n%s", diff)
+			}
+			if caps.SessionID != tt.sessionID || caps.Tags != tt.tags {
+				t.Errorf("SessionID, Tags = %v, %v; want %v, %v", caps.SessionID, caps.Tags, tt.sessionID, tt.tags)
 			}
 		})
 	}
@@ -328,5 +342,140 @@ func TestConcurrentWorkers(t *testing.T) {
 	}
 	if k.OpenFDs() != 0 {
 		t.Errorf("OpenFDs() = %d, want 0", k.OpenFDs())
+	}
+}
+
+// TestKeyUpdateV7 plays the proposal's flow: a first handshake whose
+// DONE returns a session id, then a KeyUpdate request that carries it
+// back, whose DONE returns the next one.
+func TestKeyUpdateV7(t *testing.T) {
+	k := fakekernel.New(fakekernel.KeyUpdateV7())
+	c := conn(t, k)
+	sock := socket(t)
+	p := k.Submit(sock, fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK, PeerIdentities: []int32{0}})
+	r, err := c.Accept()
+	if err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	want := genl.Request{FD: r.FD, MessageType: genl.ServerHello, Auth: genl.PSK, PeerIdentities: []int32{0}}
+	if diff := cmp.Diff(want, r); diff != "" {
+		t.Errorf("first handshake: Request mismatch (-want +got):\n%s", diff)
+	}
+	if err := c.Done(genl.Done{FD: r.FD, RemoteAuth: []int32{0x10}, SessionID: 0x77}); err != nil {
+		t.Fatalf("Done: %v", err)
+	}
+	if res, err := p.Wait(time.Second); err != nil || res.SessionID != 0x77 {
+		t.Fatalf("first DONE = %+v, %v; want SessionID 0x77", res, err)
+	}
+	unix.Close(int(r.FD))
+
+	for i, typ := range []genl.KeyUpdateType{genl.KeyUpdateReceived, genl.KeyUpdateSend, genl.KeyUpdateReceivedRequestUpdate} {
+		id := uint32(0x77 + i)
+		p, err := k.SubmitKeyUpdate(sock, genl.ServerKeyUpdate, typ, id, fakekernel.Params{Auth: genl.PSK, PeerIdentities: []int32{0}})
+		if err != nil {
+			t.Fatalf("SubmitKeyUpdate: %v", err)
+		}
+		r, err := c.Accept()
+		if err != nil {
+			t.Fatalf("Accept: %v", err)
+		}
+		want := genl.Request{FD: r.FD, MessageType: genl.ServerKeyUpdate, Auth: genl.PSK, PeerIdentities: []int32{0}, KeyUpdate: typ, SessionID: id}
+		if diff := cmp.Diff(want, r); diff != "" {
+			t.Errorf("KeyUpdate %v: Request mismatch (-want +got):\n%s", typ, diff)
+		}
+		if err := c.Done(genl.Done{FD: r.FD, SessionID: id + 1}); err != nil {
+			t.Fatalf("Done: %v", err)
+		}
+		if res, err := p.Wait(time.Second); err != nil || res.SessionID != id+1 {
+			t.Errorf("DONE = %+v, %v; want SessionID %#x", res, err, id+1)
+		}
+		unix.Close(int(r.FD))
+	}
+	if _, err := k.SubmitKeyUpdate(sock, genl.ClientHello, genl.KeyUpdateSend, 1, fakekernel.Params{}); err == nil {
+		t.Error("SubmitKeyUpdate with message type ClientHello succeeded")
+	}
+	if s := c.Stats(); s.SessionIDOmitted != 0 || s.Accepted != 4 {
+		t.Errorf("Stats = %+v, want 4 accepted and no SESSION_ID omitted", s)
+	}
+}
+
+// TestSessionTagsKernel: on a kernel where DONE attribute 4 is TAG and
+// ACCEPT attribute 10 is MAX_TAGS, genl reads neither as the KeyUpdate
+// proposal's and never sends SESSION_ID.
+func TestSessionTagsKernel(t *testing.T) {
+	for _, cfg := range []struct {
+		name string
+		cfg  fakekernel.Config
+	}{{"session tags", fakekernel.SessionTags()}, {"6.12", fakekernel.Linux612()}} {
+		t.Run(cfg.name, func(t *testing.T) {
+			k := fakekernel.New(cfg.cfg)
+			c := conn(t, k)
+			sock := socket(t)
+			if _, err := k.SubmitKeyUpdate(sock, genl.ClientKeyUpdate, genl.KeyUpdateSend, 1, fakekernel.Params{}); err == nil {
+				t.Error("SubmitKeyUpdate succeeded on a kernel without the proposal")
+			}
+			p := k.Submit(sock, fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth})
+			r, err := c.Accept()
+			if err != nil {
+				t.Fatalf("Accept: %v", err)
+			}
+			defer unix.Close(int(r.FD))
+			if r.KeyUpdate != 0 || r.SessionID != 0 {
+				t.Errorf("KeyUpdate, SessionID = %v, %d; want none", r.KeyUpdate, r.SessionID)
+			}
+			if cfg.cfg.Tags && !slices.Equal(r.Unknown, []uint16{10}) {
+				t.Errorf("Unknown = %v, want [10] (MAX_TAGS)", r.Unknown)
+			}
+			if err := c.Done(genl.Done{FD: r.FD, SessionID: 0x99}); err != nil {
+				t.Fatalf("Done: %v (a SESSION_ID the kernel lacks must be left out, not break DONE)", err)
+			}
+			res, err := p.Wait(time.Second)
+			if err != nil || res.SessionID != 0 || res.Tags != nil {
+				t.Errorf("DONE = %+v, %v; want neither SESSION_ID nor TAG", res, err)
+			}
+			if s := c.Stats(); s.SessionIDOmitted != 1 {
+				t.Errorf("SessionIDOmitted = %d, want 1", s.SessionIDOmitted)
+			}
+		})
+	}
+}
+
+// TestSessionTagsDone: the TAG kernel takes TAG strings in DONE (as
+// ktls-utils with session tags sends them) and refuses malformed ones.
+func TestSessionTagsDone(t *testing.T) {
+	k := fakekernel.New(fakekernel.SessionTags())
+	c := conn(t, k)
+	gc := k.Dial()
+	defer gc.Close()
+	sock := socket(t)
+	p := k.Submit(sock, fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth})
+	r, err := c.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(int(r.FD))
+	done := func(tags ...[]byte) error {
+		ae := netlink.NewAttributeEncoder()
+		ae.Uint32(1, 0)
+		ae.Int32(2, r.FD)
+		for _, tag := range tags {
+			ae.Bytes(4, tag)
+		}
+		b, err := ae.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = gc.Execute(genetlink.Message{Header: genetlink.Header{Command: 3, Version: 1}, Data: b},
+			k.Family().ID, netlink.Request|netlink.Acknowledge)
+		return err
+	}
+	if err := done([]byte("no NUL")); !errors.Is(err, unix.EINVAL) {
+		t.Errorf("DONE with an unterminated TAG = %v, want EINVAL", err)
+	}
+	if err := done([]byte("a\x00"), []byte("bc\x00")); err != nil {
+		t.Fatalf("DONE with TAGs: %v", err)
+	}
+	if res, err := p.Wait(time.Second); err != nil || !slices.Equal(res.Tags, []string{"a", "bc"}) {
+		t.Errorf("DONE = %+v, %v; want Tags [a bc]", res, err)
 	}
 }
