@@ -12,9 +12,14 @@ import (
 // fileConn gives the handshake a net.Conn over the kernel's socket. It
 // wraps a duplicate of fd (which net.FileConn dups once more, for the
 // runtime poller) and closes the first duplicate, so that closing the
-// net.Conn leaves fd, which DONE names, open.
-func fileConn(fd int) (net.Conn, error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+// net.Conn leaves fd, which DONE names, open. dupFD, if not nil, replaces
+// the first dup (a test seam). Out of descriptors (EMFILE), it fails and
+// the request's DONE goes out on fd, which the kernel gave us.
+func fileConn(fd int, dupFD func(int) (int, error)) (net.Conn, error) {
+	if dupFD == nil {
+		dupFD = dupCloexec
+	}
+	dup, err := dupFD(fd)
 	if err != nil {
 		return nil, fmt.Errorf("duplicating the socket: %w", err)
 	}
@@ -25,6 +30,10 @@ func fileConn(fd int) (net.Conn, error) {
 		return nil, fmt.Errorf("wrapping the socket: %w", err)
 	}
 	return c, nil
+}
+
+func dupCloexec(fd int) (int, error) {
+	return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 }
 
 // peerAddr is the socket's peer address, or the zero value.
