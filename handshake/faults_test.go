@@ -239,7 +239,7 @@ func TestDrain(t *testing.T) {
 	})
 }
 
-func waitStats(t *testing.T, d *Daemon, ok func(Stats) bool) {
+func waitStats(t testing.TB, d *Daemon, ok func(Stats) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !ok(d.Stats()) {
