@@ -63,6 +63,7 @@ var requiredDirectives = []struct{ section, key, value string }{
 	{"Service", "ExecStart", "/usr/sbin/tlshd-go"},
 	{"Service", "ExecReload", "/bin/kill -HUP $MAINPID"},
 	{"Service", "Restart", "on-failure"},
+	{"Service", "WatchdogSec", "30s"},
 	{"Service", "CapabilityBoundingSet", "CAP_NET_ADMIN"},
 	{"Service", "NoNewPrivileges", "yes"},
 	{"Service", "KeyringMode", "private"},

@@ -118,6 +118,12 @@ func runDaemon(args []string, stderr io.Writer) int {
 	if err != nil {
 		log.Warn("sd_notify", "err", err)
 	}
+	if iv, ok := systemd.WatchdogInterval(); ok {
+		// WATCHDOG=1 from the accept thread after each sweep: only a
+		// live accept loop keeps the daemon from being restarted.
+		d.Sweep = iv / 3
+		d.Alive = func() { notifier.Watchdog() }
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	runErr := make(chan error, 1)
@@ -149,7 +155,8 @@ func runDaemon(args []string, stderr io.Writer) int {
 				releaseStartupPages()
 				continue
 			}
-			log.Info("stopping; waiting for handshakes in flight", "signal", sig.String())
+			log.Info("stopping: no new requests; handshakes in flight may finish within drain_timeout",
+				"signal", sig.String(), "drain_timeout", holder.Load().Global().DrainTimeout)
 			notifier.Stopping()
 			cancel()
 			if err := <-runErr; err != nil {
