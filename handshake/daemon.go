@@ -339,49 +339,50 @@ func (d *Daemon) acceptLoop(ctx context.Context, queue chan<- accepted) {
 		sweep = defaultSweep
 	}
 	backoff := minRetry
-	for ctx.Err() == nil {
-		wait, ok := d.acceptRound(ctx, queue, sweep, &backoff)
-		if !ok {
-			wait = backoff
-			backoff = min(2*backoff, maxRetry)
-		}
-		if d.Alive != nil {
-			d.Alive()
-		}
-		if !d.waitReady(ctx, wait, &backoff) {
-			return
-		}
+	for d.acceptRound(ctx, queue, sweep, &backoff) {
 	}
 }
 
-// acceptRound sweeps once and returns how long to wait for READY before
-// the next sweep; ok is false if it panicked.
-func (d *Daemon) acceptRound(ctx context.Context, queue chan<- accepted, sweep time.Duration, backoff *time.Duration) (wait time.Duration, ok bool) {
+// acceptRound sweeps once, calls Alive, and waits for READY (or the next
+// retry or sweep); false means ctx ended. A panic anywhere in the round
+// (the Kernel, Alive, the Notifier) is logged and the next round follows
+// a backoff; a round that panics does not call Alive, so a loop that
+// panics every time lets the watchdog restart the daemon.
+func (d *Daemon) acceptRound(ctx context.Context, queue chan<- accepted, sweep time.Duration, backoff *time.Duration) (more bool) {
 	defer func() {
 		if p := recover(); p != nil {
 			d.logPanic("accept thread", p)
-			ok = false
+			select {
+			case <-time.After(*backoff):
+			case <-ctx.Done():
+			}
+			*backoff = min(2**backoff, maxRetry)
+			more = ctx.Err() == nil
 		}
 	}()
 	n, err := d.acceptAll(ctx, queue)
+	wait := *backoff
 	switch {
 	case err == nil && n > 0:
 		*backoff = minRetry
-		return hotPoll, true
+		wait = hotPoll
 	case err == nil:
 		*backoff = minRetry
-		return sweep, true
+		wait = sweep
 	case errors.Is(err, genl.ErrRetry):
 		// A request may still be pending: try again soon, not at the
 		// next READY, which may never come.
 		d.count(&d.acceptRetries)
-		d.log().Warn("ACCEPT failed for a passing reason; retrying", "err", err, "in", *backoff)
+		d.log().Warn("ACCEPT failed for a passing reason; retrying", "err", err, "in", wait)
+		*backoff = min(2**backoff, maxRetry)
 	default:
-		d.log().Error("ACCEPT failed", "err", err, "retry_in", *backoff)
+		d.log().Error("ACCEPT failed", "err", err, "retry_in", wait)
+		*backoff = min(2**backoff, maxRetry)
 	}
-	wait = *backoff
-	*backoff = min(2**backoff, maxRetry)
-	return wait, true
+	if d.Alive != nil {
+		d.Alive()
+	}
+	return d.waitReady(ctx, wait, backoff)
 }
 
 // waitReady waits for READY, at most wait; false means ctx ended.

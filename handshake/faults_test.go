@@ -425,8 +425,8 @@ func (k *panicKernel) Done(d genl.Done) error {
 	return k.doneKernel.Done(d)
 }
 
-// TestPanicsElsewhere: a panic on the accept thread, in DONE or in an
-// Events callback is logged with its stack on one line, and every request
+// TestPanicsElsewhere: a panic on the accept thread (in ACCEPT, in
+// Alive), in DONE or in an Events callback is logged with its stack on one line, and every request
 // still gets exactly one DONE.
 func TestPanicsElsewhere(t *testing.T) {
 	fd1, fd2 := tcpFD(t), tcpFD(t)
@@ -437,8 +437,14 @@ func TestPanicsElsewhere(t *testing.T) {
 	logs := &testtool.Buffer{}
 	holder := config.NewHolder(mustPolicy(t, "[global]\nhandshake_timeout = \"1s\"\nfirst_flight_timeout = \"200ms\"\n"))
 	var events atomic.Int32
+	var alive atomic.Bool
 	d := &Daemon{Kernel: k, Ready: errReady(make(chan error)), Keyring: newMemKeyring(), Installer: &recordingInstaller{},
 		Policy: holder.Load, Log: slog.New(slog.NewTextHandler(logs, nil)), Sweep: 20 * time.Millisecond,
+		Alive: func() {
+			if !alive.Swap(true) {
+				panic("alive exploded")
+			}
+		},
 		Events: func(Event) {
 			if events.Add(1) == 1 {
 				panic("events exploded")
@@ -458,7 +464,7 @@ func TestPanicsElsewhere(t *testing.T) {
 		t.Errorf("DONEs %+v, want one each for %d and %d", dones, fd1, fd2)
 	}
 	s := logs.String()
-	for _, where := range []string{"accept exploded", "done exploded", "events exploded"} {
+	for _, where := range []string{"accept exploded", "alive exploded", "done exploded", "events exploded"} {
 		line := ""
 		for _, l := range strings.Split(s, "\n") {
 			if strings.Contains(l, "panic recovered") && strings.Contains(l, where) {
@@ -474,8 +480,8 @@ func TestPanicsElsewhere(t *testing.T) {
 			t.Errorf("a log line that is not a record (a stack split over lines?): %q", l)
 		}
 	}
-	if st := d.Stats(); st.Panics != 3 {
-		t.Errorf("stats %+v, want 3 panics", st)
+	if st := d.Stats(); st.Panics != 4 {
+		t.Errorf("stats %+v, want 4 panics", st)
 	}
 }
 
