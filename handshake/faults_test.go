@@ -7,6 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -549,5 +552,109 @@ func TestPeerLimit(t *testing.T) {
 		if got := peerLimit(tc.work, tc.queue, tc.nofile); got != tc.want {
 			t.Errorf("peerLimit(%d, %d, %d) = %d, want %d", tc.work, tc.queue, tc.nofile, got, tc.want)
 		}
+	}
+}
+
+// TestEMFILERealLimit lowers RLIMIT_NOFILE for real, in a child process
+// (the limit is per process): with one descriptor left the kernel (here
+// the fake one) installs the socket and our dup fails, and the request
+// gets DONE with ETIMEDOUT on the kernel's fd; with none left the kernel
+// cannot install it and completes the request with EIO itself, ACCEPT
+// fails with EMFILE and is retried; with the limit restored the next
+// request is served.
+func TestEMFILERealLimit(t *testing.T) {
+	if os.Getenv("TLSHD_EMFILE_CHILD") != "1" {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestEMFILERealLimit$", "-test.v", "-test.count=1")
+		cmd.Env = append(os.Environ(), "TLSHD_EMFILE_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestEMFILERealLimit") {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	td := newTestDaemon(t, "[global]\nhandshake_timeout = \"2s\"\nfirst_flight_timeout = \"1s\"\n")
+	td.keys.add(1, nvmeID, key32(1))
+	idle := make(chan struct{}, 1)
+	td.Alive = func() {
+		select {
+		case idle <- struct{}{}:
+		default:
+		}
+	}
+	c1, p1 := socketPair(t)
+	c2, p2 := socketPair(t)
+	c3, p3 := socketPair(t)
+	defer p1.Close()
+	defer p2.Close()
+	td.start()
+	<-idle
+
+	var orig unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	restore := func() {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &orig); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer restore()
+	// leave sets the limit so that exactly n descriptors are free.
+	var fillers []int
+	leave := func(n int) {
+		for _, fd := range fillers {
+			unix.Close(fd)
+		}
+		fillers = nil
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		high := 0
+		for _, e := range entries {
+			if fd, err := strconv.Atoi(e.Name()); err == nil {
+				high = max(high, fd)
+			}
+		}
+		lim := unix.Rlimit{Cur: uint64(high + 1 + n), Max: orig.Max}
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		// Fill the holes below the highest fd.
+		for {
+			fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				break
+			}
+			fillers = append(fillers, fd)
+		}
+		for range n {
+			unix.Close(fillers[len(fillers)-1])
+			fillers = fillers[:len(fillers)-1]
+		}
+	}
+
+	leave(1)
+	r1 := wait(t, td.fk.Submit(int(c1.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK}))
+	leave(0)
+	r2 := wait(t, td.fk.Submit(int(c2.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK}))
+	waitStats(t, td.Daemon, func(s Stats) bool { return s.AcceptRetries > 0 })
+	for _, fd := range fillers {
+		unix.Close(fd)
+	}
+	restore()
+	p := td.fk.Submit(int(c3.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK})
+	go peerClient(nvmeID, key32(1))(t, p3)
+	r3 := wait(t, p)
+	if r1.Status != syscall.ETIMEDOUT || r2.Status != syscall.EIO || r3.Status != 0 {
+		t.Errorf("statuses: one fd left %v (want ETIMEDOUT), none %v (want EIO from the kernel), restored %v (want 0)\n%s",
+			r1.Status, r2.Status, r3.Status, td.logs)
+	}
+	if s := td.logs.String(); !strings.Contains(s, "too many open files") || !strings.Contains(s, "ACCEPT failed for a passing reason") {
+		t.Errorf("log:\n%s", s)
+	}
+	td.stop(t)
+	if n := td.fk.OpenFDs(); n != 0 {
+		t.Errorf("%d handed-out fds still open", n)
 	}
 }
