@@ -49,9 +49,9 @@ func (s slots) acquire(ctx context.Context) error {
 func (s slots) release() { <-s }
 
 const (
-	// fdsPerHandshake: a started handshake holds the kernel's fd and the
-	// duplicate the runtime poller uses, and briefly (fileConn) a third.
-	fdsPerHandshake = 3
+	// fdsPerHandshake: a started handshake holds the fd ACCEPT
+	// installed, and no other (openSocket polls that one).
+	fdsPerHandshake = 1
 	// fdReserve: descriptors kept for everything else the daemon opens
 	// (netlink sockets, certificate files, the TPM, sd_notify, the log).
 	fdReserve = 64

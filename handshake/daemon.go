@@ -109,10 +109,6 @@ type Daemon struct {
 	// peerLimit).
 	PeerSlots int
 
-	// dup duplicates the kernel's fd for the handshake's net.Conn;
-	// nil means F_DUPFD_CLOEXEC. Tests inject EMFILE here.
-	dup func(fd int) (int, error)
-
 	// Counters for Stats.
 	mu            sync.Mutex
 	queued        int
@@ -456,7 +452,7 @@ func (d *Daemon) serveAccepted(ctx context.Context, keys keyThread, work slots, 
 		d.inflight--
 		d.mu.Unlock()
 	}()
-	r := &request{Request: a.req, accepted: a.at, keys: keys, work: work, dup: d.dup}
+	r := &request{Request: a.req, accepted: a.at, keys: keys, work: work}
 	if a.err != nil {
 		// The kernel installed the fd but the reply did not decode.
 		d.finish(r, result{}, fmt.Errorf("decoding ACCEPT reply: %w", a.err))

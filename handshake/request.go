@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 	"time"
 
@@ -31,7 +32,9 @@ type request struct {
 	// from start to DONE except while the engine waits on the peer. nil
 	// (requests that never started) means no budget.
 	work slots
-	dup  func(fd int) (int, error) // nil: F_DUPFD_CLOEXEC
+	// file holds the fd once the handshake has it on the runtime poller
+	// (openSocket); closeSocket closes it after DONE.
+	file *os.File
 
 	// kind: from the message type.
 	kind kind
@@ -147,11 +150,10 @@ func (d *Daemon) handshake(ctx context.Context, r *request, res *result) error {
 	// before we took the request.
 	ctx, cancel := context.WithDeadline(ctx, r.accepted.Add(r.settings.Deadline(r.Timeout)))
 	defer cancel()
-	conn, err := fileConn(int(r.FD), r.dup)
+	conn, err := r.openSocket()
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
 	if r.work != nil {
 		// Waiting on the peer holds no work slot, and its first message
 		// has first_flight_timeout to arrive.
@@ -281,7 +283,7 @@ func (d *Daemon) finish(r *request, res result, err error) {
 					defer func() { recover() }() // a Kernel that panics again
 					d.Kernel.Done(genl.Done{FD: r.FD, Status: syscall.EIO})
 				}()
-				unix.Close(int(r.FD))
+				r.closeSocket()
 			}
 		}
 	}()
@@ -291,11 +293,11 @@ func (d *Daemon) finish(r *request, res result, err error) {
 		// Only a success names the peer's credentials.
 		done.RemoteAuth = res.remoteAuth
 	}
-	// net.FileConn made the socket's file non-blocking; the kernel
+	// openSocket made the socket's file non-blocking; the kernel
 	// consumer owns it again from here on.
 	unix.SetNonblock(int(r.FD), false)
 	doneErr := d.Kernel.Done(done)
-	unix.Close(int(r.FD))
+	r.closeSocket()
 	sent = true
 
 	d.mu.Lock()
