@@ -332,7 +332,8 @@ func (d *decoder) global(v any) Global {
 	if !ok {
 		return g
 	}
-	d.known("global", m, "log_level", "max_concurrent", "keyrings", "handshake_timeout", "tpm_device")
+	d.known("global", m, "log_level", "max_concurrent", "keyrings", "handshake_timeout", "tpm_device",
+		"first_flight_timeout", "drain_timeout")
 	if v, ok := m["log_level"]; ok {
 		if s, ok := d.str("global.log_level", v); ok {
 			if l, ok := logLevels[s]; ok {
@@ -359,6 +360,24 @@ func (d *decoder) global(v any) Global {
 	if v, ok := m["handshake_timeout"]; ok {
 		if t, ok := d.duration("global.handshake_timeout", v, false); ok {
 			g.HandshakeTimeout = t
+		}
+	}
+	if v, ok := m["first_flight_timeout"]; ok {
+		if t, ok := d.duration("global.first_flight_timeout", v, false); ok {
+			if t >= g.HandshakeTimeout {
+				// It bounds only the first flight: as long as the
+				// whole handshake, it would bound nothing.
+				d.errorf("global.first_flight_timeout", "", "must be shorter than handshake_timeout (%v)", g.HandshakeTimeout)
+			}
+			g.FirstFlightTimeout = t
+		}
+	} else if g.FirstFlightTimeout >= g.HandshakeTimeout {
+		// The default does not fit a short handshake_timeout: half of it.
+		g.FirstFlightTimeout = g.HandshakeTimeout / 2
+	}
+	if v, ok := m["drain_timeout"]; ok {
+		if t, ok := d.duration("global.drain_timeout", v, true); ok {
+			g.DrainTimeout = t
 		}
 	}
 	if v, ok := m["tpm_device"]; ok {

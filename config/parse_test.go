@@ -41,7 +41,8 @@ func TestExampleLoads(t *testing.T) {
 	}
 	if g, w := p.Global(), d.Global(); !slices.Equal(g.Keyrings, w.Keyrings) ||
 		g.LogLevel != w.LogLevel || g.MaxConcurrent != w.MaxConcurrent ||
-		g.HandshakeTimeout != w.HandshakeTimeout || g.TPMDevice != w.TPMDevice {
+		g.HandshakeTimeout != w.HandshakeTimeout || g.TPMDevice != w.TPMDevice ||
+		g.FirstFlightTimeout != w.FirstFlightTimeout || g.DrainTimeout != w.DrainTimeout {
 		t.Errorf("example [global] = %+v, want the defaults %+v", g, w)
 	}
 	if got, want := p.Rules(), []string{"nvme-lab-target", "nfs-home", "nfsd-mtls", "quarantine"}; !slices.Equal(got, want) {
@@ -57,7 +58,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(data)
-	keys := []string{"log_level", "max_concurrent", "keyrings", "handshake_timeout", "tpm_device", "name",
+	keys := []string{"log_level", "max_concurrent", "keyrings", "handshake_timeout", "tpm_device", "first_flight_timeout", "drain_timeout", "name",
 		"role", "peer_name", "address", "psk_identity", "host_nqn", "subsys_nqn", "keylog"}
 	keys = append(keys, settingsKeys...)
 	keys = append(keys, x509Keys...)
@@ -152,7 +153,19 @@ x509 = { client_certificate = "required" }
 	}
 	g := p.Global()
 	if g.LogLevel != slog.LevelDebug || g.MaxConcurrent != 8 || g.HandshakeTimeout != 2500*time.Millisecond ||
-		g.TPMDevice != "/dev/tpmrm1" {
+		g.TPMDevice != "/dev/tpmrm1" || g.DrainTimeout != 5*time.Second {
+		t.Errorf("global = %+v", g)
+	}
+	// The default first-flight timeout does not fit a 2.5 s handshake:
+	// half of it applies.
+	if g.FirstFlightTimeout != 1250*time.Millisecond {
+		t.Errorf("first_flight_timeout = %v, want 1.25s", g.FirstFlightTimeout)
+	}
+	p2, err := Parse([]byte("[global]\nfirst_flight_timeout = \"1500ms\"\ndrain_timeout = \"0s\"\n"), testFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := p2.Global(); g.FirstFlightTimeout != 1500*time.Millisecond || g.DrainTimeout != 0 {
 		t.Errorf("global = %+v", g)
 	}
 	if want := []Keyring{{Name: ".nvme"}, {Serial: 12345}, {Serial: 678}, {Name: "other"}}; !slices.Equal(g.Keyrings, want) {
@@ -250,6 +263,10 @@ var badTests = []struct {
 		testFile + `:2: global.handshake_timeout: bad duration "10" (write e.g. "10s" or "1m30s")`},
 	{"handshake_timeout zero", "[global]\nhandshake_timeout = \"0s\"\n", testFile + ":2: global.handshake_timeout: must be positive"},
 	{"handshake_timeout long", "[global]\nhandshake_timeout = \"1h\"\n", testFile + ":2: global.handshake_timeout: must be at most 10m0s"},
+	{"first_flight_timeout zero", "[global]\nfirst_flight_timeout = \"0s\"\n", testFile + ":2: global.first_flight_timeout: must be positive"},
+	{"first_flight_timeout too long", "[global]\nhandshake_timeout = \"4s\"\nfirst_flight_timeout = \"4s\"\n",
+		testFile + ":3: global.first_flight_timeout: must be shorter than handshake_timeout (4s)"},
+	{"drain_timeout", "[global]\ndrain_timeout = \"-1s\"\n", testFile + ":2: global.drain_timeout: must be positive"},
 	{"timeout negative", "[client]\ntimeout = \"-1s\"\n", testFile + ":2: client.timeout: must be positive"},
 	{"tpm relative", "[global]\ntpm_device = \"tpmrm0\"\n", testFile + `:2: global.tpm_device: must be an absolute path, not "tpmrm0"`},
 	{"suite", "[server]\ncipher_suites = [\"TLS_AES_128_CCM_SHA256\"]\n",

@@ -19,7 +19,14 @@ const DefaultPath = "/etc/tlshd-go/config.toml"
 const (
 	DefaultMaxConcurrent    = 64
 	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultTPMDevice        = "/dev/tpmrm0"
+	// DefaultFirstFlightTimeout: a peer has this long for its first
+	// flight, well inside the consumers' 10 s (nvme, SunRPC) and 5 s
+	// (NFSD) handshake timers.
+	DefaultFirstFlightTimeout = 3 * time.Second
+	// DefaultDrainTimeout: on SIGTERM, handshakes in flight get this long
+	// to finish; systemd waits 90 s (TimeoutStopSec) before SIGKILL.
+	DefaultDrainTimeout = 5 * time.Second
+	DefaultTPMDevice    = "/dev/tpmrm0"
 )
 
 // Limits on values.
@@ -131,6 +138,14 @@ type Global struct {
 	// the kernel sends; Settings.Timeout does.
 	HandshakeTimeout time.Duration
 	TPMDevice        string
+	// FirstFlightTimeout bounds the wait for the peer's first message
+	// (a server's ClientHello, a client's ServerHello), counted from the
+	// start of the handshake; it never lengthens the handshake's own
+	// deadline. A silent peer costs a handshake this long at most.
+	FirstFlightTimeout time.Duration
+	// DrainTimeout is how long handshakes in flight may run on after
+	// SIGTERM before they are ended with ETIMEDOUT.
+	DrainTimeout time.Duration
 	// KeyLog ([debug] keylog) is a file to append every handshake's
 	// traffic secrets to, in NSS key log format; "" means none. The
 	// daemon opens it at start (SSLKEYLOGFILE takes precedence).
@@ -337,6 +352,9 @@ func defaultGlobal() Global {
 		Keyrings:         []Keyring{{Name: ".nvme"}, {Name: ".nfs"}, {Name: ".nfsd"}},
 		HandshakeTimeout: DefaultHandshakeTimeout,
 		TPMDevice:        DefaultTPMDevice,
+
+		FirstFlightTimeout: DefaultFirstFlightTimeout,
+		DrainTimeout:       DefaultDrainTimeout,
 	}
 }
 

@@ -41,6 +41,8 @@ func (p *Policy) WriteEffective(w io.Writer) error {
 	kv(&b, "keyrings", "["+strings.Join(keyrings, ", ")+"]")
 	kv(&b, "handshake_timeout", quote(g.HandshakeTimeout.String()))
 	kv(&b, "tpm_device", quote(g.TPMDevice))
+	kv(&b, "first_flight_timeout", quote(g.FirstFlightTimeout.String()))
+	kv(&b, "drain_timeout", quote(g.DrainTimeout.String()))
 	if g.KeyLog != "" {
 		b.WriteString("\n[debug]\n")
 		kv(&b, "keylog", quote(g.KeyLog))

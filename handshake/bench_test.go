@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -115,4 +116,151 @@ func peakRSSKB() int {
 		}
 	}
 	return 0
+}
+
+// BenchmarkStalledPeers is issue 8's load test: real handshakes (the
+// NVMe target side, 8 at a time) run first alone, then while 4 ×
+// max_concurrent silent peers and max_concurrent peers trickling their
+// ClientHello at 1 byte/s hold requests open, each replaced as soon as it
+// ends. It reports the real handshakes' p50 and p99 in both runs and
+// their ratio, and how long the stalled requests lasted (the first-flight
+// deadline). It fails if a real handshake fails or a stalled one ends
+// with anything but ETIMEDOUT; it asserts no timing.
+func BenchmarkStalledPeers(b *testing.B) {
+	const maxConcurrent = 16
+	td := newTestDaemon(b, fmt.Sprintf("[global]\nmax_concurrent = %d\nfirst_flight_timeout = \"3s\"\n", maxConcurrent))
+	td.keys.add(1, nvmeID, key32(1))
+	td.Log = discardLogger()
+	td.start()
+	peerCfg := &tls13.Config{PSKs: []tls13.PSK{{Identity: []byte(nvmeID), Key: key32(1), Hash: crypto.SHA256}}}
+
+	real := func(n int) (lat []time.Duration, failed int) {
+		type pair struct {
+			consumer *os.File
+			peer     net.Conn
+		}
+		pairs := make([]pair, n)
+		for i := range pairs {
+			c, p := socketPair(b)
+			pairs[i] = pair{c, p}
+		}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 8)
+		for _, p := range pairs {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-sem }()
+				t0 := time.Now()
+				pend := td.fk.Submit(int(p.consumer.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK, Timeout: 10 * time.Second})
+				cli := tls13.Client(p.peer, peerCfg)
+				herr := cli.Handshake(context.Background())
+				r, err := pend.Wait(30 * time.Second)
+				d := time.Since(t0)
+				p.consumer.Close()
+				p.peer.Close()
+				mu.Lock()
+				defer mu.Unlock()
+				if herr != nil || err != nil || r.Status != 0 {
+					failed++
+					return
+				}
+				lat = append(lat, d)
+			}()
+		}
+		wg.Wait()
+		return lat, failed
+	}
+	pct := func(l []time.Duration, p float64) float64 {
+		if len(l) == 0 {
+			return 0
+		}
+		slices.Sort(l)
+		return float64(l[int(p*float64(len(l)-1))].Microseconds()) / 1000
+	}
+
+	// Warm up (first handshakes, heap growth) outside both measurements.
+	if _, failed := real(32); failed != 0 {
+		b.Fatalf("%d warm-up handshakes failed", failed)
+	}
+	b.ResetTimer()
+	base, failed := real(b.N)
+	if failed != 0 {
+		b.Fatalf("%d real handshakes failed without load", failed)
+	}
+
+	// The load: each stalled peer is replaced as soon as it ends.
+	stop := make(chan struct{})
+	var lwg sync.WaitGroup
+	var smu sync.Mutex
+	var stalled []time.Duration
+	var wrong []string
+	stall := func(trickle bool) {
+		defer lwg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			consumer, peer := socketPair(b)
+			t0 := time.Now()
+			pend := td.fk.Submit(int(consumer.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK, Timeout: 10 * time.Second})
+			quit := make(chan struct{})
+			if trickle {
+				go func() {
+					for _, c := range hello(300, 1<<14) {
+						select {
+						case <-quit:
+							return
+						case <-time.After(time.Second):
+						}
+						peer.Write([]byte{c})
+					}
+				}()
+			}
+			r, err := pend.Wait(30 * time.Second)
+			close(quit)
+			d := time.Since(t0)
+			consumer.Close()
+			peer.Close()
+			smu.Lock()
+			if err != nil || r.Status != syscall.ETIMEDOUT {
+				wrong = append(wrong, fmt.Sprintf("status %v, err %v", r.Status, err))
+			} else {
+				stalled = append(stalled, d)
+			}
+			smu.Unlock()
+		}
+	}
+	for i := range 5 * maxConcurrent {
+		lwg.Add(1)
+		go stall(i >= 4*maxConcurrent)
+	}
+	waitStats(b, td.Daemon, func(s Stats) bool { return s.InFlight >= 5*maxConcurrent })
+	loaded, failed := real(b.N)
+	close(stop)
+	lwg.Wait()
+	b.StopTimer()
+	if failed != 0 {
+		b.Errorf("%d of %d real handshakes failed under load", failed, b.N)
+	}
+	if len(wrong) != 0 {
+		b.Errorf("%d stalled requests did not end with ETIMEDOUT: %v", len(wrong), wrong[:min(len(wrong), 5)])
+	}
+	b.ReportMetric(pct(base, 0.50), "p50-ms")
+	b.ReportMetric(pct(base, 0.99), "p99-ms")
+	b.ReportMetric(pct(loaded, 0.50), "loaded-p50-ms")
+	b.ReportMetric(pct(loaded, 0.99), "loaded-p99-ms")
+	if p := pct(base, 0.50); p > 0 {
+		b.ReportMetric(pct(loaded, 0.50)/p, "p50-ratio")
+	}
+	if p := pct(base, 0.99); p > 0 {
+		b.ReportMetric(pct(loaded, 0.99)/p, "p99-ratio")
+	}
+	b.ReportMetric(float64(len(stalled)), "stalled-ended")
+	b.ReportMetric(pct(stalled, 0.50)/1000, "stalled-p50-s")
+	b.ReportMetric(float64(failed), "real-failures")
 }

@@ -105,30 +105,67 @@ type Daemon struct {
 	// upcalls (keyupdate.go); nil answers them ENOKEY.
 	KeyUpdates *KeyUpdates
 
+	// Alive, if set, is called on the accept thread after every sweep:
+	// proof that the accept loop turns (systemd's WATCHDOG=1). It must
+	// not block.
+	Alive func()
+	// Sweep is how often the accept thread sweeps (ACCEPT until nothing
+	// is pending) without READY, and calls Alive; 0 means
+	// defaultSweep. The kernel never repeats a READY, so this bounds how
+	// long a request can stay pending after a lost notification.
+	Sweep time.Duration
+	// PeerSlots bounds the handshakes started at once (working or
+	// waiting on their peers); 0 derives it from RLIMIT_NOFILE (see
+	// peerLimit).
+	PeerSlots int
+
 	// Counters for Stats.
-	mu       sync.Mutex
-	queued   int
-	inflight int
-	served   uint64
-	failed   uint64
+	mu            sync.Mutex
+	queued        int
+	inflight      int
+	served        uint64
+	failed        uint64
+	acceptRetries uint64
+	badReplies    uint64
+	panics        uint64
+	work          slots // set by Run, for Stats
 }
 
 // Stats is a snapshot for status lines (sd_notify STATUS=).
 type Stats struct {
-	InFlight       int // handshakes running
-	Queued         int // accepted, waiting for a worker
+	InFlight       int // handshakes started, working or waiting on their peers
+	Working        int // of those, holding a work slot (max_concurrent at most)
+	Queued         int // accepted, waiting for a peer slot
 	Served, Failed uint64
+	AcceptRetries  uint64 // ACCEPTs that failed for a passing reason (genl.ErrRetry) and were retried
+	BadReplies     uint64 // ACCEPT replies that could not be used (genl.ErrBadReply)
+	Panics         uint64 // panics recovered
 }
 
 // Stats returns the current counters.
 func (d *Daemon) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return Stats{InFlight: d.inflight, Queued: d.queued, Served: d.served, Failed: d.failed}
+	return Stats{InFlight: d.inflight, Working: len(d.work), Queued: d.queued, Served: d.served, Failed: d.failed,
+		AcceptRetries: d.acceptRetries, BadReplies: d.badReplies, Panics: d.panics}
 }
 
-// Run serves requests until ctx is cancelled, then waits for the
-// handshakes in flight.
+// count adds one to a counter under d.mu.
+func (d *Daemon) count(c *uint64) {
+	d.mu.Lock()
+	*c++
+	d.mu.Unlock()
+}
+
+// errDraining ends the handshakes still running when the drain grace
+// after SIGTERM is over; DONE reports ETIMEDOUT, which the consumers
+// retry.
+var errDraining = errors.New("the daemon is stopping (drain_timeout passed)")
+
+// Run serves requests until ctx is cancelled, then drains: it takes no
+// more requests, lets those accepted finish for the policy's
+// drain_timeout, ends the rest with ETIMEDOUT, and returns when every
+// one has had its DONE.
 //
 // The kernel links a consumer's keyring into the process keyring of the
 // thread that sends ACCEPT, and keyrings are per-thread credentials. Two
@@ -137,8 +174,10 @@ func (d *Daemon) Stats() Stats {
 // (the kernel keeps only a few requests pending per network namespace and
 // refuses more with EAGAIN); the key thread makes every keyctl call, with
 // the accept thread's process keyring linked into its own keyrings.
-// Handshakes run on ordinary goroutines, at most max_concurrent at once;
-// accepted requests wait in a bounded queue for one.
+// Handshakes run on ordinary goroutines within two budgets (budget.go):
+// peer slots for the handshakes started, work slots (max_concurrent) for
+// those computing; accepted requests wait in a bounded queue for a peer
+// slot.
 func (d *Daemon) Run(ctx context.Context) error {
 	if d.Kernel == nil || d.Ready == nil || d.Keyring == nil || d.Installer == nil || d.Policy == nil {
 		return errors.New("handshake: Daemon needs Kernel, Ready, Keyring, Installer and Policy")
@@ -160,24 +199,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}
 
-	// The bound is read once: a reload does not resize it. A goroutine
-	// per handshake, started when a slot is free: nothing idles.
+	// The bounds are read once: a reload does not resize them. A
+	// goroutine per handshake, started when a peer slot is free:
+	// nothing idles.
 	limit := max(1, d.Policy().Global().MaxConcurrent)
 	queue := make(chan accepted, queueFactor*limit)
+	peers := d.PeerSlots
+	if peers <= 0 {
+		peers = peerLimit(limit, cap(queue), noFileLimit())
+	}
+	work := newSlots(limit)
+	d.mu.Lock()
+	d.work = work
+	d.mu.Unlock()
+	d.log().Debug("budgets", "work_slots", limit, "peer_slots", peers, "queue", cap(queue))
+
+	// hctx is the handshakes' context: it outlives ctx by the drain
+	// grace.
+	hctx, hcancel := context.WithCancelCause(context.Background())
+	defer hcancel(nil)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		slots := make(chan struct{}, limit)
-		for a := range queue {
-			slots <- struct{}{}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-slots }()
-				d.serveAccepted(ctx, keys, a)
-			}()
-		}
+		d.dispatch(hctx, queue, newSlots(peers), work, keys, &wg)
 	}()
 	at.do(func() {
 		if p := raiseAcceptPriority(); p != "" {
@@ -186,20 +231,82 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.acceptLoop(ctx, queue)
 	})
 	close(queue)
+
+	grace := d.Policy().Global().DrainTimeout
+	busy := d.Stats()
+	if busy.InFlight+busy.Queued > 0 {
+		d.log().Info("draining: no more requests taken; the handshakes in flight may finish",
+			"in_flight", busy.InFlight, "queued", busy.Queued, "drain_timeout", grace)
+	}
+	timer := time.AfterFunc(grace, func() {
+		s := d.Stats()
+		d.log().Warn("drain_timeout passed: ending the handshakes still running with ETIMEDOUT (the consumers retry)",
+			"in_flight", s.InFlight, "queued", s.Queued)
+		hcancel(errDraining)
+	})
 	wg.Wait()
+	if timer.Stop() && busy.InFlight+busy.Queued > 0 {
+		d.log().Info("drained: every handshake in flight finished")
+	}
 	return nil
 }
 
 const (
-	// queueFactor: requests accepted beyond max_concurrent wait in a
-	// queue this many times as long; past that, they stay pending in the
-	// kernel.
+	// queueFactor: requests accepted beyond the peer slots wait in a
+	// queue this many times max_concurrent long; past that, they stay
+	// pending in the kernel.
 	queueFactor = 4
 	// hotPoll: after finding requests, the accept thread looks again this
 	// soon even without READY: a burst's notifications lag behind its
 	// submits.
 	hotPoll = 10 * time.Millisecond
+	// defaultSweep: see Daemon.Sweep.
+	defaultSweep = 5 * time.Second
+	// minRetry and maxRetry bound the backoff between ACCEPTs that
+	// failed, and between failed waits for READY.
+	minRetry = 10 * time.Millisecond
+	maxRetry = 2 * time.Second
 )
+
+// dispatch starts a handshake for each queued request as peer slots
+// free up, until the queue is closed. A request that cannot get a slot
+// before hctx ends gets its DONE here.
+func (d *Daemon) dispatch(hctx context.Context, queue <-chan accepted, peers, work slots, keys keyThread, wg *sync.WaitGroup) {
+	for a := range queue {
+		d.dispatchOne(hctx, a, peers, work, keys, wg)
+	}
+}
+
+func (d *Daemon) dispatchOne(hctx context.Context, a accepted, peers, work slots, keys keyThread, wg *sync.WaitGroup) {
+	started := false
+	defer func() {
+		if p := recover(); p != nil {
+			d.logPanic("dispatching a request", p)
+			if !started {
+				d.finishQueued(a, fmt.Errorf("internal error: %v", p))
+			}
+		}
+	}()
+	if err := peers.acquire(hctx); err != nil {
+		d.finishQueued(a, err)
+		return
+	}
+	wg.Add(1)
+	started = true
+	go func() {
+		defer wg.Done()
+		defer peers.release()
+		d.serveAccepted(hctx, keys, work, a)
+	}()
+}
+
+// finishQueued answers a request that never started.
+func (d *Daemon) finishQueued(a accepted, err error) {
+	d.mu.Lock()
+	d.queued--
+	d.mu.Unlock()
+	d.finish(&request{Request: a.req, accepted: a.at}, result{}, err)
+}
 
 // raiseAcceptPriority lets the calling thread (the accept thread) run
 // before the kernel workers that keep submitting during a burst: it
@@ -227,49 +334,108 @@ type accepted struct {
 
 // acceptLoop runs on the accept thread until ctx ends: it sweeps pending
 // requests at start (READY is not repeated for requests queued before we
-// listened), after every READY, after lost notifications, and while
-// requests keep coming.
+// listened), after every READY, after lost notifications, while requests
+// keep coming, at least every Sweep, and after a backoff when ACCEPT
+// failed for a passing reason. A panic in a round is logged and the loop
+// goes on after a backoff: requests already taken are in the queue, and
+// the next sweep takes the rest.
 func (d *Daemon) acceptLoop(ctx context.Context, queue chan<- accepted) {
-	backoff := 10 * time.Millisecond
-	for ctx.Err() == nil {
-		n := d.acceptAll(ctx, queue)
-		wctx, cancel := ctx, context.CancelFunc(func() {})
-		if n > 0 {
-			wctx, cancel = context.WithTimeout(ctx, hotPoll)
-		}
-		err := d.Ready.Wait(wctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err == nil || errors.Is(err, context.DeadlineExceeded):
-			backoff = 10 * time.Millisecond
-		case errors.Is(err, genl.ErrOverrun):
-			d.log().Warn("READY notifications lost; sweeping pending requests", "err", err)
-		default:
-			d.log().Error("waiting for READY", "err", err)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return
-			}
-			backoff = min(2*backoff, 5*time.Second)
-		}
+	sweep := d.Sweep
+	if sweep <= 0 {
+		sweep = defaultSweep
+	}
+	backoff := minRetry
+	for d.acceptRound(ctx, queue, sweep, &backoff) {
 	}
 }
 
+// acceptRound sweeps once, calls Alive, and waits for READY (or the next
+// retry or sweep); false means ctx ended. A panic anywhere in the round
+// (the Kernel, Alive, the Notifier) is logged and the next round follows
+// a backoff; a round that panics does not call Alive, so a loop that
+// panics every time lets the watchdog restart the daemon.
+func (d *Daemon) acceptRound(ctx context.Context, queue chan<- accepted, sweep time.Duration, backoff *time.Duration) (more bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.logPanic("accept thread", p)
+			select {
+			case <-time.After(*backoff):
+			case <-ctx.Done():
+			}
+			*backoff = min(2**backoff, maxRetry)
+			more = ctx.Err() == nil
+		}
+	}()
+	n, err := d.acceptAll(ctx, queue)
+	wait := *backoff
+	switch {
+	case err == nil && n > 0:
+		*backoff = minRetry
+		wait = hotPoll
+	case err == nil:
+		*backoff = minRetry
+		wait = sweep
+	case errors.Is(err, genl.ErrRetry):
+		// A request may still be pending: try again soon, not at the
+		// next READY, which may never come.
+		d.count(&d.acceptRetries)
+		d.log().Warn("ACCEPT failed for a passing reason; retrying", "err", err, "in", wait)
+		*backoff = min(2**backoff, maxRetry)
+	default:
+		d.log().Error("ACCEPT failed", "err", err, "retry_in", wait)
+		*backoff = min(2**backoff, maxRetry)
+	}
+	if d.Alive != nil {
+		d.Alive()
+	}
+	return d.waitReady(ctx, wait, backoff)
+}
+
+// waitReady waits for READY, at most wait; false means ctx ended.
+func (d *Daemon) waitReady(ctx context.Context, wait time.Duration, backoff *time.Duration) bool {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	err := d.Ready.Wait(wctx)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return false
+	case err == nil || errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, genl.ErrOverrun):
+		d.log().Warn("READY notifications lost; sweeping pending requests", "err", err)
+	default:
+		d.log().Error("waiting for READY", "err", err)
+		select {
+		case <-time.After(*backoff):
+		case <-ctx.Done():
+			return false
+		}
+		*backoff = min(2**backoff, maxRetry)
+	}
+	return true
+}
+
 // acceptAll sends ACCEPT until nothing is pending and returns how many
-// requests it took.
-func (d *Daemon) acceptAll(ctx context.Context, queue chan<- accepted) (n int) {
+// requests it took, and the error that ended the sweep: nil when nothing
+// was pending (or ctx ended). An unusable reply (genl.ErrBadReply) does
+// not end it: that request is lost to us (its socket, if the reply named
+// one, gets DONE with EIO), the others are not.
+func (d *Daemon) acceptAll(ctx context.Context, queue chan<- accepted) (n int, err error) {
 	for ; ctx.Err() == nil; n++ {
 		var a accepted
 		a.req, a.err = d.Kernel.Accept()
 		a.at = time.Now()
-		if a.err != nil && a.req.FD < 0 {
-			if !errors.Is(a.err, genl.ErrNoRequest) {
-				d.log().Error("ACCEPT failed", "err", a.err)
+		if a.err != nil && errors.Is(a.err, genl.ErrBadReply) {
+			d.count(&d.badReplies)
+			if a.req.FD < 0 {
+				d.log().Error("ACCEPT reply unusable and without a socket: the kernel dequeued a request the daemon cannot answer (its consumer times out)", "err", a.err)
+				continue
 			}
-			return n
+		}
+		if a.err != nil && a.req.FD < 0 {
+			if errors.Is(a.err, genl.ErrNoRequest) {
+				return n, nil
+			}
+			return n, a.err
 		}
 		d.mu.Lock()
 		d.queued++
@@ -277,19 +443,16 @@ func (d *Daemon) acceptAll(ctx context.Context, queue chan<- accepted) (n int) {
 		select {
 		case queue <- a:
 		case <-ctx.Done():
-			// Shutting down: answer it now rather than leave it hanging.
-			d.finish(&request{Request: a.req, accepted: a.at}, result{}, fmt.Errorf("shutting down: %w", context.Canceled))
-			d.mu.Lock()
-			d.queued--
-			d.mu.Unlock()
-			return n + 1
+			// Stopping: answer it now rather than leave it hanging.
+			d.finishQueued(a, fmt.Errorf("shutting down with the queue full: %w", errDraining))
+			return n + 1, nil
 		}
 	}
-	return n
+	return n, nil
 }
 
-// serveAccepted runs one queued request.
-func (d *Daemon) serveAccepted(ctx context.Context, keys keyThread, a accepted) {
+// serveAccepted runs one request that has a peer slot.
+func (d *Daemon) serveAccepted(ctx context.Context, keys keyThread, work slots, a accepted) {
 	d.mu.Lock()
 	d.queued--
 	d.inflight++
@@ -299,7 +462,7 @@ func (d *Daemon) serveAccepted(ctx context.Context, keys keyThread, a accepted) 
 		d.inflight--
 		d.mu.Unlock()
 	}()
-	r := &request{Request: a.req, accepted: a.at, keys: keys, policy: d.Policy()}
+	r := &request{Request: a.req, accepted: a.at, keys: keys, work: work}
 	if a.err != nil {
 		// The kernel installed the fd but the reply did not decode.
 		d.finish(r, result{}, fmt.Errorf("decoding ACCEPT reply: %w", a.err))

@@ -645,7 +645,7 @@ func TestConcurrencyBound(t *testing.T) {
 	var peak int
 	td.inst.inflight = func() {
 		mu.Lock()
-		peak = max(peak, td.Stats().InFlight)
+		peak = max(peak, td.Stats().Working)
 		mu.Unlock()
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -662,7 +662,7 @@ func TestConcurrencyBound(t *testing.T) {
 		}
 	}
 	if peak > 3 || peak < 2 {
-		t.Errorf("peak in flight %d, want 2..3 with max_concurrent 3", peak)
+		t.Errorf("peak working %d, want 2..3 with max_concurrent 3", peak)
 	}
 	td.stop(t) // waits for the workers to wind down
 	if s := td.Stats(); s.Served != 12 || s.Failed != 0 || s.InFlight != 0 {

@@ -1,7 +1,10 @@
 package handshake
 
 import (
+	"fmt"
 	"log/slog"
+	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -28,4 +31,27 @@ func (d *Daemon) log() *slog.Logger {
 		return d.Log
 	}
 	return slog.Default()
+}
+
+// logPanic logs a recovered panic with its stack on one line: the
+// stack's lines are joined with " | ", so no handler splits it. A panic
+// re-raised from a locked thread (thread.do) carries the stack of where
+// it happened, which is logged instead of the re-raiser's.
+func (d *Daemon) logPanic(where string, p any) {
+	d.mu.Lock()
+	d.panics++
+	d.mu.Unlock()
+	stack := debug.Stack()
+	if tp, ok := p.(*threadPanic); ok {
+		stack = tp.stack
+	}
+	d.log().Error("panic recovered", "in", where, "panic", fmt.Sprint(p), "stack", flattenStack(stack))
+}
+
+// flattenStack puts a runtime stack on one line: "func at file:line"
+// frames separated by " | ".
+func flattenStack(stack []byte) string {
+	s := strings.TrimSpace(string(stack))
+	s = strings.ReplaceAll(s, "\n\t", " at ")
+	return strings.ReplaceAll(s, "\n", " | ")
 }

@@ -3,26 +3,23 @@ package handshake
 import "fmt"
 
 // FDReserve is what the daemon keeps open besides requests, with room to
-// spare: stdio, the genetlink and READY sockets, the accept thread's
-// ACCEPT socket, the runtime's epoll and wake-up descriptors, the TPM,
-// and the files opened for a moment (sd_notify, /proc/keys, a reload).
-const FDReserve = 32
+// spare (budget.go's fdReserve): stdio, the genetlink and READY sockets,
+// the accept thread's ACCEPT socket, the runtime's epoll and wake-up
+// descriptors, the TPM, and the files opened for a moment (sd_notify,
+// /proc/keys, a reload).
+const FDReserve = fdReserve
 
-// fdsPerHandshake: a handshake in flight holds the kernel's socket (the
-// request's FD, which DONE names) and the net.Conn's duplicate of it, and
-// for a moment while socketConn wraps it a third (the first duplicate,
-// closed once net.FileConn has made its own).
-const fdsPerHandshake = 3
-
-// FDsNeeded is how many file descriptors the daemon may hold at once with
-// maxConcurrent handshakes: every one in flight (fdsPerHandshake each),
-// every accepted request waiting in the queue (queueFactor ×
-// maxConcurrent, one socket each), one the dispatcher holds while it
-// waits for a free slot, one the accept thread holds while the queue is
-// full, and FDReserve. The kernel installs a request's socket in our
-// table at ACCEPT, so past this limit ACCEPT fails with EMFILE.
+// FDsNeeded is the fewest file descriptors the daemon serves maxConcurrent
+// handshakes with: every handshake started holds the socket the kernel
+// installed at ACCEPT and nothing more (fdsPerHandshake), at least
+// maxConcurrent of them run, every accepted request waiting in the queue
+// (queueFactor × maxConcurrent) holds its socket, the dispatcher and the
+// accept thread one each while they wait, and FDReserve. The kernel
+// installs a request's socket in our table at ACCEPT, so past this limit
+// ACCEPT fails with EMFILE. Whatever the limit leaves beyond this becomes
+// peer slots: handshakes waiting on silent peers (peerLimit).
 //
-//	FDsNeeded(n) = 3n + 4n + 2 + 32 = 7n + 34
+//	FDsNeeded(n) = n + 4n + 2 + 64 = 5n + 66
 func FDsNeeded(maxConcurrent int) uint64 {
 	n := uint64(max(1, maxConcurrent))
 	return fdsPerHandshake*n + queueFactor*n + 2 + FDReserve

@@ -11,10 +11,10 @@ import (
 )
 
 func TestFDsNeeded(t *testing.T) {
-	if got := FDsNeeded(64); got != 7*64+34 {
+	if got := FDsNeeded(64); got != 5*64+66 {
 		t.Errorf("FDsNeeded(64) = %d", got)
 	}
-	for _, limit := range []uint64{0, 40, 41, 1024, 16384, 1 << 20} {
+	for _, limit := range []uint64{0, 70, 71, 1024, 16384, 1 << 20} {
 		n := MaxConcurrentFor(limit)
 		if n > 0 && FDsNeeded(n) > limit || FDsNeeded(n+1) <= limit {
 			t.Errorf("MaxConcurrentFor(%d) = %d: needs %d, and %d needs %d", limit, n, FDsNeeded(n), n+1, FDsNeeded(n+1))
@@ -24,7 +24,7 @@ func TestFDsNeeded(t *testing.T) {
 		t.Error(err)
 	}
 	err := CheckFDLimit(4096, 16384)
-	if err == nil || !strings.Contains(err.Error(), "needs 28706 file descriptors") || !strings.Contains(err.Error(), "at most 2335") {
+	if err == nil || !strings.Contains(err.Error(), "needs 20546 file descriptors") || !strings.Contains(err.Error(), "at most 3263") {
 		t.Errorf("CheckFDLimit(4096, 16384) = %v", err)
 	}
 }
@@ -38,12 +38,14 @@ func openFDs(t testing.TB) int {
 	return len(ents) - 1 // the directory's own
 }
 
-// TestFDBudgetHolds fills every slot and the whole queue with handshakes
-// whose peers stay silent and counts the descriptors the daemon then
-// holds: what FDsNeeded budgets for requests must cover it.
+// TestFDBudgetHolds fills every peer slot and the whole queue with
+// handshakes whose peers stay silent and counts the descriptors the daemon
+// then holds: one per request (fdsPerHandshake), as FDsNeeded and
+// peerLimit budget.
 func TestFDBudgetHolds(t *testing.T) {
 	const limit = 2
 	td := newTestDaemon(t, "[global]\nmax_concurrent = 2\n")
+	td.PeerSlots = limit
 	td.keys.add(1, nvmeID, key32(1))
 	// More requests than slots and queue hold: the rest stay pending in
 	// the (fake) kernel, costing us nothing.
@@ -55,7 +57,7 @@ func TestFDBudgetHolds(t *testing.T) {
 	before := openFDs(t)
 	td.start()
 	deadline := time.Now().Add(5 * time.Second)
-	wantQueued := queueFactor*limit + 2
+	wantQueued := queueFactor*limit + 2 // the queue, the dispatcher's and the accept thread's
 	for {
 		s := td.Stats()
 		if s.InFlight == limit && s.Queued == wantQueued {
@@ -74,7 +76,7 @@ func TestFDBudgetHolds(t *testing.T) {
 	if held > int(budget) {
 		t.Errorf("the daemon holds %d descriptors for requests, more than FDsNeeded budgets (%d)", held, budget)
 	}
-	if held < 2*limit+wantQueued {
-		t.Errorf("held %d descriptors; the accounting (2 per handshake in flight, 1 per queued request) is off", held)
+	if held != fdsPerHandshake*limit+wantQueued {
+		t.Errorf("held %d descriptors; the accounting (%d per handshake in flight, 1 per queued request) is off", held, fdsPerHandshake)
 	}
 }

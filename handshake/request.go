@@ -2,11 +2,12 @@ package handshake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime/debug"
+	"os"
 	"syscall"
 	"time"
 
@@ -27,6 +28,13 @@ type request struct {
 	genl.Request
 	accepted time.Time // when ACCEPT returned: the consumer's clock started earlier
 	keys     keyThread
+	// work is the budget of work slots (budget.go): serve holds one
+	// from start to DONE except while the engine waits on the peer. nil
+	// (requests that never started) means no budget.
+	work slots
+	// file holds the fd once the handshake has it on the runtime poller
+	// (openSocket); closeSocket closes it after DONE.
+	file *os.File
 
 	// kind: from the message type.
 	kind kind
@@ -93,19 +101,37 @@ func kindOf(t genl.MessageType) (kind, error) {
 
 // serve runs one accepted request to its DONE. It never returns without
 // DONE and without closing r.FD; a panic in a step is logged with its
-// stack and reported as EIO.
+// stack and reported as EIO. It takes a work slot first and gives it back
+// after DONE; ctx ending (the drain grace over) before a slot is free, or
+// during the handshake, ends the request with ETIMEDOUT.
 func (d *Daemon) serve(ctx context.Context, r *request) {
 	var res result
 	var err error
+	holding := false
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("internal error: %v", p)
-			d.log().Error("panic while serving a request", "panic", p, "stack", string(debug.Stack()))
+			d.logPanic("serving a request", p)
+		}
+		if err != nil && context.Cause(ctx) == errDraining && !errors.Is(err, errDraining) {
+			err = fmt.Errorf("%w: %w", errDraining, err)
 		}
 		res.session.Zero() // the kernel has the keys, or will not get them
 		r.release()
 		d.finish(r, res, err)
+		if holding {
+			r.work.release()
+		}
 	}()
+	if r.work != nil {
+		if err = r.work.acquire(ctx); err != nil {
+			return
+		}
+		holding = true
+	}
+	if r.policy == nil {
+		r.policy = d.Policy()
+	}
 	if r.kind, err = kindOf(r.MessageType); err != nil {
 		return
 	}
@@ -137,11 +163,19 @@ func (d *Daemon) handshake(ctx context.Context, r *request, res *result) error {
 	// before we took the request.
 	ctx, cancel := context.WithDeadline(ctx, r.accepted.Add(r.settings.Deadline(r.Timeout)))
 	defer cancel()
-	conn, err := fileConn(int(r.FD))
+	conn, err := r.openSocket()
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	if r.work != nil {
+		// Waiting on the peer holds no work slot, and its first message
+		// has first_flight_timeout to arrive.
+		first := "ClientHello"
+		if r.kind.role == config.Client {
+			first = "ServerHello"
+		}
+		conn = newPeerConn(conn, r.work, first, r.policy.Global().FirstFlightTimeout)
+	}
 	*res, err = mode.handshake(d, ctx, r, conn)
 	if err != nil {
 		return err
@@ -251,8 +285,23 @@ func (r *request) release() {
 }
 
 // finish sends DONE, closes the fd, emits the Event and logs the
-// request's line. err is why the request failed, nil if it did not.
+// request's line. err is why the request failed, nil if it did not. A
+// panic in it (an Events callback, the logger, the Kernel) is logged; if
+// DONE was not sent yet it is sent then, with EIO, and the fd closed.
 func (d *Daemon) finish(r *request, res result, err error) {
+	sent := false
+	defer func() {
+		if p := recover(); p != nil {
+			d.logPanic("finishing a request", p)
+			if !sent {
+				func() {
+					defer func() { recover() }() // a Kernel that panics again
+					d.Kernel.Done(genl.Done{FD: r.FD, Status: syscall.EIO})
+				}()
+				r.closeSocket()
+			}
+		}
+	}()
 	status := doneStatus(err)
 	done := genl.Done{FD: r.FD, Status: status}
 	if status == 0 {
@@ -260,11 +309,12 @@ func (d *Daemon) finish(r *request, res result, err error) {
 		done.RemoteAuth = res.remoteAuth
 		done.SessionID = res.sessionID
 	}
-	// net.FileConn made the socket's file non-blocking; the kernel
+	// openSocket made the socket's file non-blocking; the kernel
 	// consumer owns it again from here on.
 	unix.SetNonblock(int(r.FD), false)
 	doneErr := d.Kernel.Done(done)
-	unix.Close(int(r.FD))
+	r.closeSocket()
+	sent = true
 
 	d.mu.Lock()
 	if status == 0 {

@@ -417,7 +417,7 @@ func TestDaemonEdges(t *testing.T) {
 		ready <- errors.New("recvmsg: ENOBUFS")
 		holder := config.NewHolder(mustPolicy(t, "[global]\nmax_concurrent = 1\n"))
 		d := &Daemon{Kernel: k, Ready: errReady(ready), Keyring: keys, Installer: &recordingInstaller{},
-			Policy: holder.Load, Log: slog.New(slog.NewTextHandler(logs, nil))}
+			Policy: holder.Load, Log: slog.New(slog.NewTextHandler(logs, nil)), PeerSlots: 1}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- d.Run(ctx) }()

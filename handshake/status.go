@@ -30,6 +30,13 @@ func doneStatus(err error) syscall.Errno {
 		return 0
 	case errors.As(err, &update):
 		return update.status
+	case errors.Is(err, errDraining), errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		// Stopping, or out of file descriptors: passing conditions on
+		// our side. ETIMEDOUT is the status both consumers retry on:
+		// SunRPC's xs_tls_handshake_done passes only 0, EACCES and
+		// ETIMEDOUT through and turns anything else into EACCES; the
+		// nvme host fails the queue with it and reconnects.
+		return syscall.ETIMEDOUT
 	case errors.Is(err, errNoKey):
 		return syscall.ENOKEY
 	case errors.Is(err, errPolicy):

@@ -3,6 +3,7 @@ package handshake
 import (
 	"fmt"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/tlshd-go/tlshd-go/config"
 )
@@ -37,14 +38,31 @@ func (t *thread) do(f func()) {
 	done := make(chan struct{})
 	t.fns <- func() {
 		defer close(done)
-		defer func() { p = recover() }()
+		defer func() {
+			if v := recover(); v != nil {
+				if tp, ok := v.(*threadPanic); ok {
+					p = tp
+				} else {
+					p = &threadPanic{value: v, stack: debug.Stack()}
+				}
+			}
+		}()
 		f()
 	}
 	<-done
 	if p != nil {
-		panic(fmt.Sprint("on a locked thread: ", p))
+		panic(p)
 	}
 }
+
+// threadPanic is a panic on a locked thread, re-raised in the caller of
+// do with the stack of where it happened.
+type threadPanic struct {
+	value any
+	stack []byte
+}
+
+func (p *threadPanic) String() string { return fmt.Sprint("on a locked thread: ", p.value) }
 
 func (t *thread) stop() { close(t.fns) }
 

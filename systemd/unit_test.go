@@ -67,6 +67,7 @@ var requiredDirectives = []struct{ section, key, value string }{
 	{"Service", "MemoryMax", "512M"},
 	{"Service", "RuntimeDirectory", "tlshd-go"},
 	{"Service", "RuntimeDirectoryMode", "0700"},
+	{"Service", "WatchdogSec", "30s"},
 	{"Service", "CapabilityBoundingSet", "CAP_NET_ADMIN"},
 	{"Service", "NoNewPrivileges", "yes"},
 	{"Service", "KeyringMode", "private"},

@@ -139,8 +139,8 @@ crl = [%q]
 		// A keyring that is not there.
 		"error: "+f+":3: global.keyrings: keyring \"tenant-a\" not found",
 		// The descriptor budget.
-		"error: "+f+":2: global.max_concurrent: global.max_concurrent = 200 needs 1434 file descriptors",
-		"lower max_concurrent to at most 141",
+		"error: "+f+":2: global.max_concurrent: global.max_concurrent = 200 needs 1066 file descriptors",
+		"lower max_concurrent to at most 191",
 	)
 	if strings.Contains(stderr, "\".nvme\"") {
 		t.Errorf("a keyring that exists is reported:\n%s", stderr)

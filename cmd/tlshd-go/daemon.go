@@ -146,6 +146,12 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		log.Warn("sd_notify", "err", err)
 	}
+	if iv, ok := systemd.WatchdogInterval(); ok {
+		// WATCHDOG=1 from the accept thread after each sweep: only a
+		// live accept loop keeps the daemon from being restarted.
+		d.Sweep = iv / 3
+		d.Alive = func() { notifier.Watchdog() }
+	}
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
 
@@ -177,7 +183,8 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 				releaseStartupPages()
 				continue
 			}
-			log.Info("stopping; waiting for handshakes in flight", "signal", sig.String())
+			log.Info("stopping: no new requests; handshakes in flight may finish within drain_timeout",
+				"signal", sig.String(), "drain_timeout", holder.Load().Global().DrainTimeout)
 			notifier.Stopping()
 			cancel()
 			if err := <-runErr; err != nil {
