@@ -269,8 +269,8 @@ func (d *Daemon) resolvePolicy(r *request) error {
 // install hands the session's traffic keys to kTLS.
 func (d *Daemon) install(r *request, s *tls13.Session) error {
 	tx, rx := rekey.SessionKeys(s)
-	defer clear(tx.Key)
-	defer clear(rx.Key)
+	defer tx.Zero()
+	defer rx.Zero()
 	// An MPTCP socket got here only if checkMPTCP saw it take the ULP.
 	return explainInstall(d.Installer.Install(int(r.FD), tx, rx, installOptions(s)), s) // rsl.go
 }

@@ -31,6 +31,9 @@ type SystemKeyring struct {
 	// PSKType is the key type PSKs are searched by; "" means "psk",
 	// the type nvme-cli and the kernel's nvme-keyring use.
 	PSKType string
+	// find resolves a keyring name; nil means keyring.FindKeyring,
+	// which refuses a keyring that root neither owns nor possesses.
+	find func(name string) (keyring.Serial, error)
 
 	mu      sync.Mutex
 	serials map[string]keyring.Serial
@@ -43,12 +46,19 @@ type SystemKeyring struct {
 // Attach implements Keyring.
 func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) ([]int32, func(), error) {
 	want := make([]keyring.Serial, 0, len(rings)+1)
+	var errs []error
 	for _, r := range rings {
 		serial := keyring.Serial(r.Serial)
 		if r.Name != "" {
-			var ok bool
-			if serial, ok = k.resolve(r.Name); !ok {
-				continue // not loaded (e.g. .nfs without NFS): nothing to link
+			var err error
+			if serial, err = k.resolve(r.Name); err != nil {
+				// Not loaded (e.g. .nfs without NFS) is no error; a
+				// keyring of that name that another user made is
+				// (keyring squatting), and the daemon logs it.
+				if errors.Is(err, keyring.ErrUntrustedKeyring) {
+					errs = append(errs, err)
+				}
+				continue
 			}
 		}
 		want = append(want, serial)
@@ -58,7 +68,6 @@ func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) ([]int
 	}
 	var linked []keyring.Serial
 	var attached []int32
-	var errs []error
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.refs == nil {
@@ -89,28 +98,35 @@ func (k *SystemKeyring) Attach(rings []config.Keyring, requestRing int32) ([]int
 	return attached, detach, errors.Join(errs...)
 }
 
+// errNotScanned: a name was looked for less than a second ago.
+var errNotScanned = errors.New("handshake: keyring looked up less than a second ago")
+
 // resolve maps a keyring name to its serial through /proc/keys, caching
 // what it finds; names not found are looked for again at most once a
 // second.
-func (k *SystemKeyring) resolve(name string) (keyring.Serial, bool) {
+func (k *SystemKeyring) resolve(name string) (keyring.Serial, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if s, ok := k.serials[name]; ok {
-		return s, true
+		return s, nil
 	}
 	if time.Since(k.scanned) < time.Second {
-		return 0, false
+		return 0, errNotScanned
 	}
 	k.scanned = time.Now()
-	s, err := keyring.FindKeyring(name)
+	find := k.find
+	if find == nil {
+		find = keyring.FindKeyring
+	}
+	s, err := find(name)
 	if err != nil {
-		return 0, false
+		return 0, err
 	}
 	if k.serials == nil {
 		k.serials = map[string]keyring.Serial{}
 	}
 	k.serials[name] = s
-	return s, true
+	return s, nil
 }
 
 // forgetLocked drops a cached name whose serial failed to link.

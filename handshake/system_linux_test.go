@@ -8,6 +8,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -213,5 +214,30 @@ func TestRaiseAcceptPriority(t *testing.T) {
 	}
 	if r.attr.Flags&unix.SCHED_FLAG_RESET_ON_FORK == 0 {
 		t.Errorf("RESET_ON_FORK not set (flags %#x): cloned threads would inherit %s", r.attr.Flags, r.got)
+	}
+}
+
+// TestAttachRefusesSquattedKeyring: a policy keyring whose name another
+// user's keyring took is not linked, and Attach's error (which the daemon
+// logs) says so; a name that is simply not loaded is no error.
+func TestAttachRefusesSquattedKeyring(t *testing.T) {
+	k := &SystemKeyring{find: func(name string) (keyring.Serial, error) {
+		if name == ".nvme" {
+			return 0, &keyring.UntrustedKeyringError{Name: name, Serial: 1234, UID: 1000}
+		}
+		return 0, keyring.ErrNotFound
+	}}
+	attached, detach, err := k.Attach([]config.Keyring{{Name: ".nvme"}, {Name: ".nfs"}}, 0)
+	if detach != nil {
+		defer detach()
+	}
+	if len(attached) != 0 {
+		t.Errorf("attached %v, want nothing", attached)
+	}
+	if !errors.Is(err, keyring.ErrUntrustedKeyring) || !strings.Contains(err.Error(), ".nvme") {
+		t.Errorf("Attach() error = %v, want the squatted .nvme named", err)
+	}
+	if strings.Contains(fmt.Sprint(err), ".nfs") {
+		t.Errorf("Attach() error = %v names .nfs, which is only not loaded", err)
 	}
 }

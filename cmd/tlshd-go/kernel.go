@@ -24,8 +24,8 @@ func toKernel(raw net.Conn, s *tls13.Session) (*kernelConn, error) {
 	}
 	fd := int(f.Fd())
 	tx, rx := rekey.SessionKeys(s)
-	defer clear(tx.Key)
-	defer clear(rx.Key)
+	defer tx.Zero()
+	defer rx.Zero()
 	if err := ktls.Install(fd, tx, rx, ktls.Options{}); err != nil {
 		f.Close()
 		return nil, err

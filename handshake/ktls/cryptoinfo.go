@@ -43,6 +43,13 @@ type Keys struct {
 	Seq uint64
 }
 
+// Zero clears the key and the IV: the caller's copies, once the kernel
+// has its own.
+func (k *Keys) Zero() {
+	clear(k.Key)
+	clear(k.IV)
+}
+
 // suiteInfo describes one struct tls12_crypto_info_*: a 4-byte header
 // {u16 version, u16 cipher_type}, then iv, key, salt and rec_seq with no
 // padding.

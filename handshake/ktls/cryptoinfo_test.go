@@ -165,3 +165,13 @@ func FuzzParseCryptoInfo(f *testing.F) {
 		}
 	})
 }
+
+func TestKeysZero(t *testing.T) {
+	k := Keys{Suite: 0x1301, Key: []byte{1, 2, 3}, IV: []byte{4, 5, 6}}
+	k.Zero()
+	for _, b := range append(k.Key, k.IV...) {
+		if b != 0 {
+			t.Fatalf("after Zero: key % x, IV % x", k.Key, k.IV)
+		}
+	}
+}
