@@ -92,16 +92,22 @@ func Install(fd int, tx, rx Keys, o Options) error {
 // TLS_TX or TLS_RX after the ULP is attached only in contrived states.
 type setsockoptFunc func(fd, level, opt int, b []byte) error
 
+// ulpError classifies a refused TCP_ULP: the socket cannot take the ULP
+// (an MPTCP socket today, or not TCP), or the kernel has no kTLS.
+func ulpError(err error) error {
+	e := &InstallError{Step: StepULP, Err: err}
+	switch {
+	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOPROTOOPT):
+		e.kind = ErrULPUnsupported
+	case errors.Is(err, unix.ENOENT):
+		e.kind = ErrNoKTLS
+	}
+	return e
+}
+
 func install(set setsockoptFunc, fd int, tx, rx Keys, o Options) error {
 	if err := set(fd, unix.SOL_TCP, unix.TCP_ULP, []byte("tls")); err != nil && !ulpIsTLS(fd, err) { // EEXIST after AttachULP
-		e := &InstallError{Step: StepULP, Err: err}
-		switch {
-		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOPROTOOPT):
-			e.kind = ErrULPUnsupported
-		case errors.Is(err, unix.ENOENT):
-			e.kind = ErrNoKTLS
-		}
-		return e
+		return ulpError(err)
 	}
 	if o.TxMaxPayload != 0 {
 		v := binary.NativeEndian.AppendUint16(nil, o.TxMaxPayload)

@@ -147,14 +147,7 @@ func AttachULP(fd int) error {
 	if err == nil || ulpIsTLS(fd, err) {
 		return nil
 	}
-	e := &InstallError{Step: StepULP, Err: err}
-	switch {
-	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOPROTOOPT):
-		e.kind = ErrULPUnsupported
-	case errors.Is(err, unix.ENOENT):
-		e.kind = ErrNoKTLS
-	}
-	return e
+	return ulpError(err)
 }
 
 // ULPSupported reports whether the connected socket fd takes the TLS

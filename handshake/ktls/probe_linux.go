@@ -2,7 +2,6 @@ package ktls
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -93,18 +92,10 @@ func ProbeMPTCPULP() error {
 
 // attachULP is Install's first step, with its error classification.
 func attachULP(fd int) error {
-	err := unix.SetsockoptString(fd, unix.SOL_TCP, unix.TCP_ULP, "tls")
-	if err == nil {
-		return nil
+	if err := unix.SetsockoptString(fd, unix.SOL_TCP, unix.TCP_ULP, "tls"); err != nil {
+		return ulpError(err)
 	}
-	e := &InstallError{Step: StepULP, Err: err}
-	switch {
-	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOPROTOOPT):
-		e.kind = ErrULPUnsupported
-	case errors.Is(err, unix.ENOENT):
-		e.kind = ErrNoKTLS
-	}
-	return e
+	return nil
 }
 
 // withPair calls f with the client end of a connected loopback pair of
