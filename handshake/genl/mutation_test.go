@@ -1,0 +1,58 @@
+package genl
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Tests written to kill mutants that lived in tests/mutation (issue 11):
+// each pins a boundary the older tests never reached.
+
+// A Wait whose context has a deadline far ahead must still return nil on
+// READY: only a deadline already passed ends it early.
+func TestWaitWithFutureDeadline(t *testing.T) {
+	reads := 0
+	l := scripted([][]byte{datagram(t, testFamily.ID, readyMsg(t, 1))}, nil, &reads)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if err := l.Wait(ctx); err != nil || reads != 1 {
+		t.Fatalf("Wait() = %v after %d reads, want nil after 1", err, reads)
+	}
+}
+
+// fd 0 is a valid socket: a daemon started with stdin closed is handed it.
+func TestDecodeAcceptFDZero(t *testing.T) {
+	got, err := decodeAccept(cat(attr(acceptSockFD, s32(0)), attr(acceptAuthMode, u32(2))), false)
+	if err != nil {
+		t.Fatalf("decodeAccept(SOCKFD 0) = %v", err)
+	}
+	if diff := cmp.Diff(Request{FD: 0, Auth: PSK}, got); diff != "" {
+		t.Errorf("decodeAccept() mismatch (-want +got):\n%s", diff)
+	}
+	// A malformed attribute after SOCKFD 0 keeps fd 0 with the error, so
+	// the caller still closes it and sends DONE.
+	got, err = decodeAccept(cat(attr(acceptSockFD, s32(0)), attr(acceptAuthMode, []byte{2})), false)
+	if !errors.Is(err, ErrBadReply) || got.FD != 0 {
+		t.Fatalf("decodeAccept(SOCKFD 0, bad attribute) = FD %d, %v; want FD 0 and ErrBadReply", got.FD, err)
+	}
+}
+
+// The largest errno encodes; one above it is refused.
+func TestEncodeDoneStatusBound(t *testing.T) {
+	policy := AttrSet{doneStatus, doneSockFD, doneRemoteAuth}
+	b, _, err := encodeDone(Done{FD: 7, Status: syscall.Errno(maxErrno)}, policy, false)
+	if err != nil {
+		t.Fatalf("encodeDone(status %d) = %v", maxErrno, err)
+	}
+	if want := cat(attr(doneStatus, u32(maxErrno)), attr(doneSockFD, s32(7))); !cmp.Equal(b, want) {
+		t.Errorf("encodeDone(status %d) = %x, want %x", maxErrno, b, want)
+	}
+	if _, _, err := encodeDone(Done{FD: 7, Status: syscall.Errno(maxErrno + 1)}, policy, false); err == nil {
+		t.Errorf("encodeDone(status %d) succeeded", maxErrno+1)
+	}
+}
