@@ -56,3 +56,17 @@ func TestEncodeDoneStatusBound(t *testing.T) {
 		t.Errorf("encodeDone(status %d) succeeded", maxErrno+1)
 	}
 }
+
+// The largest errno the kernel can answer ACCEPT with is passed on as
+// that errno, not refused as a malformed reply; one above it is.
+func TestParseAcceptReplyErrnoBound(t *testing.T) {
+	const fam, seq = 0x1c, 7
+	_, done, err := parseAcceptReply(errMsg(syscall.Errno(maxErrno), seq), fam, seq, false)
+	if !done || !errors.Is(err, syscall.Errno(maxErrno)) || errors.Is(err, ErrBadReply) {
+		t.Errorf("errno %d: done %v, err %v; want the errno itself", maxErrno, done, err)
+	}
+	_, done, err = parseAcceptReply(errMsg(syscall.Errno(maxErrno+1), seq), fam, seq, false)
+	if !done || !errors.Is(err, ErrBadReply) {
+		t.Errorf("errno %d: done %v, err %v; want ErrBadReply", maxErrno+1, done, err)
+	}
+}
