@@ -70,3 +70,11 @@ func TestParseAcceptReplyErrnoBound(t *testing.T) {
 		t.Errorf("errno %d: done %v, err %v; want ErrBadReply", maxErrno+1, done, err)
 	}
 }
+
+// scanSockFD steps over empty attributes (length 4, just the header) to
+// the SOCKFD behind them.
+func TestScanSockFDEmptyAttribute(t *testing.T) {
+	if fd := scanSockFD(cat(attr(acceptPeername, nil), attr(acceptSockFD, s32(5)))); fd != 5 {
+		t.Errorf("scanSockFD = %d, want 5", fd)
+	}
+}
