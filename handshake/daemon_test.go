@@ -253,7 +253,7 @@ func socketPair(t testing.TB) (consumer *os.File, peer net.Conn) {
 	t.Helper()
 	c, s := testtool.TCPPair(t)
 	s.SetDeadline(time.Now().Add(peerDeadline)) // a peer never waits forever on a broken daemon
-	f, err := c.File() // a blocking dup, as a kernel consumer's socket is
+	f, err := c.File()                          // a blocking dup, as a kernel consumer's socket is
 	if err != nil {
 		t.Fatal(err)
 	}
