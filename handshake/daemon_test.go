@@ -252,8 +252,9 @@ func (td *testDaemon) stop(t testing.TB) {
 func socketPair(t testing.TB) (consumer *os.File, peer net.Conn) {
 	t.Helper()
 	c, s := testtool.TCPPair(t)
-	s.SetDeadline(time.Now().Add(peerDeadline)) // a peer never waits forever on a broken daemon
-	f, err := c.File()                          // a blocking dup, as a kernel consumer's socket is
+	// The peer never waits forever on a broken daemon (mutation_test.go).
+	s.SetDeadline(time.Now().Add(peerDeadline))
+	f, err := c.File() // a blocking dup, as a kernel consumer's socket is
 	if err != nil {
 		t.Fatal(err)
 	}
