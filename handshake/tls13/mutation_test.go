@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -24,6 +25,15 @@ func TestConfigCheckBounds(t *testing.T) {
 			out[i] = testPSK(fmt.Sprintf("id%d", i), crypto.SHA256)
 		}
 		return out
+	}
+	// longID is a SHA-256 PSK whose pre_shared_key extension takes ext
+	// bytes: its 4-byte header, the two 2-byte list lengths, the
+	// identity's 2-byte length, the identity and its 4-byte age, and the
+	// binder's 1-byte length and 32 bytes.
+	longID := func(ext int) PSK {
+		p := testPSK("x", crypto.SHA256)
+		p.Identity = bytes.Repeat([]byte{'i'}, ext-(4+2+2+2+4+1+32))
+		return p
 	}
 	bad := testPSK("bad", crypto.SHA256)
 	bad.Key = nil
@@ -39,6 +49,10 @@ func TestConfigCheckBounds(t *testing.T) {
 		{"32 PSKs", Config{PSKs: psks(maxIdentities)}, true},
 		{"33 PSKs", Config{PSKs: psks(maxIdentities + 1)}, false},
 		{"second PSK without key", Config{PSKs: append(psks(1), bad)}, false},
+		{"PSK extension of the largest size", Config{PSKs: []PSK{longID(maxPSKExtension)}}, true},
+		{"PSK extension one byte larger", Config{PSKs: []PSK{longID(maxPSKExtension + 1)}}, false},
+		{"server name of 255 bytes", Config{PSKs: psks(1), ServerName: strings.Repeat("a", 255)}, true},
+		{"server name of 256 bytes", Config{PSKs: psks(1), ServerName: strings.Repeat("a", 256)}, false},
 	} {
 		if err := tc.cfg.check(true); (err == nil) != tc.ok {
 			t.Errorf("%s: check() = %v, want ok %v", tc.name, err, tc.ok)
