@@ -238,6 +238,24 @@ func TestHostileEmptyRecords(t *testing.T) {
 	wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
 }
 
+// TestHostileUselessRecords: records without content (here
+// change_cipher_spec, which a peer may send during the handshake) are
+// dropped, but only 16 in a row.
+func TestHostileUselessRecords(t *testing.T) {
+	ccs := func(n int) clientScript {
+		return clientScript{beforeFinished: func(p *peer) {
+			for range n {
+				p.raw(record(recordTypeChangeCipherSpec, []byte{1}))
+			}
+		}}
+	}
+	if err, a := hostileServer(t, nil, ccs(16), nil); err != nil || a.ok {
+		t.Errorf("16 change_cipher_spec records: engine %v, peer saw %v", err, a)
+	}
+	err, a := hostileServer(t, nil, ccs(17), nil)
+	wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+}
+
 // TestHostileRecordSizeLimit: with the peer's record_size_limit N the
 // engine sends records of at most N-1 bytes of content (RFC 8449, 4),
 // and uses that much.
