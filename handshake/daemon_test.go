@@ -252,6 +252,8 @@ func (td *testDaemon) stop(t testing.TB) {
 func socketPair(t testing.TB) (consumer *os.File, peer net.Conn) {
 	t.Helper()
 	c, s := testtool.TCPPair(t)
+	// The peer never waits forever on a broken daemon (mutation_test.go).
+	s.SetDeadline(time.Now().Add(peerDeadline))
 	f, err := c.File() // a blocking dup, as a kernel consumer's socket is
 	if err != nil {
 		t.Fatal(err)

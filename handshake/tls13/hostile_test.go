@@ -66,6 +66,7 @@ type peer struct {
 	hand    []byte
 	rand    io.Reader
 	closed  bool
+	ccs     int // change_cipher_spec records the engine sent
 }
 
 func (p *peer) send(typ uint8, data []byte) { p.sendPadded(typ, data, 0) }
@@ -123,13 +124,11 @@ func (p *peer) next() ([]byte, engineAlert) {
 		}
 		switch typ {
 		case recordTypeChangeCipherSpec:
+			p.ccs++
 		case recordTypeHandshake:
 			p.hand = append(p.hand, data...)
 		case recordTypeAlert:
-			if len(data) != 2 {
-				p.t.Fatalf("engine sent an alert record of %d bytes", len(data))
-			}
-			return nil, engineAlert{Alert(data[1]), true}
+			return nil, p.alert(data)
 		default:
 			p.t.Fatalf("engine sent record type %d during the handshake", typ)
 		}
@@ -159,10 +158,28 @@ func (p *peer) finish() engineAlert {
 		if err != nil {
 			return engineAlert{}
 		}
-		if typ == recordTypeAlert && len(data) == 2 {
-			return engineAlert{Alert(data[1]), true}
+		if typ == recordTypeAlert {
+			return p.alert(data)
 		}
 	}
+}
+
+// alert checks an alert record the engine sent: two bytes, level
+// warning (1) for close_notify and user_canceled and fatal (2) for every
+// other (RFC 8446, 6).
+func (p *peer) alert(data []byte) engineAlert {
+	if len(data) != 2 {
+		p.t.Fatalf("engine sent an alert record of %d bytes", len(data))
+	}
+	a := Alert(data[1])
+	level := byte(2)
+	if a == AlertCloseNotify || a == AlertUserCanceled {
+		level = 1
+	}
+	if data[0] != level {
+		p.t.Errorf("engine sent %v at level %d, want %d", a, data[0], level)
+	}
+	return engineAlert{a, true}
 }
 
 // socketPair is a connected pair of stream sockets. The hostile cases
@@ -760,6 +777,7 @@ type serverScript struct {
 	editHRR func(*serverHello)
 	// sh edits the ServerHello, shRaw its bytes; ee edits the
 	// EncryptedExtensions; finished our Finished.
+	ch2       func(*clientHello) // checks the second ClientHello
 	sh        func(*serverHello)
 	shRaw     func([]byte) []byte
 	shRecords func(p *peer, sh []byte) // sends the ServerHello
@@ -803,6 +821,9 @@ func (s serverScript) run(p *peer) engineAlert {
 		}
 		if err := ch.unmarshal(msg); err != nil {
 			p.t.Fatalf("engine sent a bad second ClientHello: %v", err)
+		}
+		if s.ch2 != nil {
+			s.ch2(&ch)
 		}
 	}
 	// The binder: the engine's client must have computed it right.
