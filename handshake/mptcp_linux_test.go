@@ -19,49 +19,16 @@ import (
 	"github.com/tlshd-go/tlshd-go/handshake/genl/fakekernel"
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
 // mptcpPair is a real loopback MPTCP connection: consumer is what a
-// kernel consumer (NVMe over MPTCP) would own, peer the remote end. It
-// skips where MPTCP is missing, and fails in CI, whose hosts and VM
-// kernels have it.
+// kernel consumer (NVMe over MPTCP) would own, peer the remote end.
 func mptcpPair(t *testing.T) (consumer *os.File, peer net.Conn) {
 	t.Helper()
-	noMPTCP := func(why any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("no MPTCP in CI: %v", why)
-		}
-		t.Skipf("no MPTCP on this host: %v", why)
-	}
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(true)
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		acc <- c
-	}()
-	var d net.Dialer
-	d.SetMultipathTCP(true)
-	c, err := d.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	peer = <-acc
-	if peer == nil {
-		t.Fatal("accept failed")
-	}
-	t.Cleanup(func() { peer.Close() })
-	if mp, err := c.(*net.TCPConn).MultipathTCP(); !mp {
-		noMPTCP(err)
-	}
-	consumer, err = c.(*net.TCPConn).File() // a blocking dup
+	c, peer := testtool.MPTCPPair(t, true)
+	consumer, err := c.File() // a blocking dup, the only one left open
+	c.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,54 +1,26 @@
 package ktls
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
-	"net"
-	"os"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 )
 
-// noMPTCP skips a test on a host without MPTCP, and fails it in CI,
-// whose hosts and VM kernels all have it.
-func noMPTCP(t *testing.T, why error) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("no MPTCP in CI: %v", why)
-	}
-	t.Skipf("no MPTCP on this host: %v", why)
-}
+// noMPTCP skips a test on a host without MPTCP, and fails it in CI.
+func noMPTCP(t *testing.T, why error) { t.Helper(); testtool.NoMPTCP(t, why) }
 
 // mptcpPair connects an MPTCP client to a listener over loopback and
 // returns the client's fd (a blocking duplicate); server says whether
 // the listener speaks MPTCP too (if not, the client falls back to TCP).
 func mptcpPair(t *testing.T, server bool) int {
 	t.Helper()
-	var lc net.ListenConfig
-	lc.SetMultipathTCP(server)
-	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	acc := make(chan net.Conn, 1)
-	go func() {
-		c, _ := l.Accept()
-		acc <- c
-	}()
-	var d net.Dialer
-	d.SetMultipathTCP(true)
-	c, err := d.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if s := <-acc; s != nil {
-		t.Cleanup(func() { s.Close() })
-	}
-	fd := dupFD(t, c.(*net.TCPConn))
+	c, _ := testtool.MPTCPPair(t, server)
+	fd := dupFD(t, c) // a blocking dup, the only one left open
+	c.Close()
 	if p, _ := Protocol(fd); p != unix.IPPROTO_MPTCP {
 		noMPTCP(t, errors.New("the dialer made a TCP socket"))
 	}

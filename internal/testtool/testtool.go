@@ -6,6 +6,7 @@ package testtool
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -127,4 +128,52 @@ func (b *Buffer) WaitFor(re *regexp.Regexp, timeout time.Duration) ([]string, bo
 			return nil, false
 		}
 	}
+}
+
+// MPTCPPair connects an MPTCP client to a loopback listener that speaks
+// MPTCP too if serverMPTCP (else the client falls back to plain TCP) and
+// returns both ends, closed at cleanup. Where MPTCP is missing it skips
+// the test, and fails it under CI=true, whose hosts and VM kernels have it.
+func MPTCPPair(t testing.TB, serverMPTCP bool) (client *net.TCPConn, server net.Conn) {
+	t.Helper()
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(serverMPTCP)
+	l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := l.Accept()
+		acc <- c
+	}()
+	var d net.Dialer
+	d.SetMultipathTCP(true)
+	c, err := d.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	client = c.(*net.TCPConn)
+	t.Cleanup(func() { client.Close() })
+	if server = <-acc; server == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { server.Close() })
+	if serverMPTCP {
+		if mp, err := client.MultipathTCP(); !mp {
+			NoMPTCP(t, err)
+		}
+	}
+	return client, server
+}
+
+// NoMPTCP skips a test on a host without MPTCP, and fails it under
+// CI=true.
+func NoMPTCP(t testing.TB, why any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("no MPTCP in CI: %v", why)
+	}
+	t.Skipf("no MPTCP on this host: %v", why)
 }
