@@ -41,7 +41,7 @@ func TestReverseDNSName(t *testing.T) {
 		{"reverse name verifies", "", staticResolver("nfs.example.com."), 0, "result=ok"},
 		{"fallback off", "reverse_dns = false", staticResolver("nfs.example.com."), syscall.EACCES, "result=failed"},
 		{"no resolver", "", nil, syscall.EACCES, "result=failed"},
-		{"wrong name", "", staticResolver("other.example.com"), syscall.EACCES, "result=failed"},
+		{"wrong name", "", staticResolver("other.example.com"), syscall.EACCES, "not other.example.com; nor for its address"},
 		{"lookup fails", "", func(context.Context, string) ([]string, error) { return nil, &netError{} }, syscall.EACCES, "reverse DNS lookup of the server failed"},
 		{"address as PEERNAME (NFS by address)", "", staticResolver("nfs.example.com"), 0, "result=ok"},
 	} {

@@ -297,8 +297,14 @@ func (v *verifier) verifyConnection(cs tls.ConnectionState) error {
 		chains, err = certs[0].Verify(opts)
 		var he x509.HostnameError
 		if err != nil && v.altName != "" && errors.As(err, &he) {
+			byName := err
 			opts.DNSName = v.altName
 			chains, err = certs[0].Verify(opts)
+			if err != nil && errors.As(err, &he) {
+				// Name both: an operator looks for the reverse-DNS
+				// name, which the address's error alone would hide.
+				err = fmt.Errorf("%w; nor for its address: %v", byName, err)
+			}
 		}
 		if err != nil {
 			return &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}

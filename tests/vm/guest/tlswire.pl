@@ -1,24 +1,33 @@
 #!/usr/bin/perl
-# tlswire.pl PORT OUT READY: what the TLS handshakes on TCP port PORT put
-# on the wire of the loopback interface, one line per plaintext message,
+# tlswire.pl PORT OUT READY [IFNAME|IFINDEX]: what the TLS handshakes on
+# TCP port PORT put on the wire of interface IFNAME (default lo; run it in
+# the interface's network namespace), one line per plaintext message,
 # for scenarios that must judge a handshake from evidence the daemon does
 # not write itself (not its log). Captured with an AF_PACKET socket bound
 # to lo (perl-base only: no tcpdump in the image). READY is created once
 # the socket is bound; SIGTERM ends it. Lines (cport = the client's port):
-#   CH cport=N suites=1301,1302 modes=0,1 groups=29 psk_ids=1 psk_id="NVMe0R01 <host> <sub>"
+#   CH cport=N suites=1301,1302 modes=0,1 groups=29 psk_ids=1 psk_id="NVMe0R01 <host> <sub>" sni="name"
 #   SH cport=N hrr=0|1 suite=1302 key_share=0|1 psk=0|1 sel=0
 #   ALERT cport=N from=client|server level=2 desc=40
 # Only the first segments of each direction are read, up to the first
 # record that is not a plaintext handshake, alert or ChangeCipherSpec:
 # ServerHello and ClientHello (and an alert refusing a ClientHello) are
-# the first records of their flights, in one segment on lo (MTU 64 KiB).
+# the first records of their flights, in one segment on lo (MTU 64 KiB;
+# give another interface a large MTU). A first segment that is no TLS
+# record (RPC-with-TLS sends its AUTH_TLS probe in the clear first) is
+# skipped. Off lo, frames the host sends (PACKET_OUTGOING) are read too:
+# on lo each frame shows twice, so only the incoming copy is read there.
 use strict;
 use warnings;
 
-my ($port, $out, $ready) = @ARGV;
-die "usage: tlswire.pl PORT OUT READY\n" unless defined $ready;
-my $ifindex = 1;
-if (open(my $f, '<', '/sys/class/net/lo/ifindex')) { $ifindex = <$f> + 0; close $f; }
+my ($port, $out, $ready, $ifname) = @ARGV;
+die "usage: tlswire.pl PORT OUT READY [IFNAME]\n" unless defined $ready;
+$ifname //= 'lo';
+# An interface index may be given instead of a name: /sys/class/net shows
+# the namespace sysfs was mounted in, not necessarily this one.
+my $ifindex = $ifname =~ /^\d+$/ ? $ifname : $ifname eq 'lo' ? 1 : 0;
+if ($ifname !~ /^\d+$/ && open(my $f, '<', "/sys/class/net/$ifname/ifindex")) { $ifindex = <$f> + 0; close $f; }
+die "tlswire: no interface $ifname\n" unless $ifindex;
 # AF_PACKET = 17, SOCK_RAW = 3, protocol htons(ETH_P_ALL = 3)
 socket(my $s, 17, 3, 0x0300) or die "tlswire: socket: $!\n";
 # struct sockaddr_ll: family, protocol (network order), ifindex, hatype, pkttype, halen, addr[8]
@@ -35,7 +44,7 @@ my %done;   # "c<cport>" / "s<cport>": that direction is past its plaintext reco
 while (1) {
 	my $from = recv($s, my $buf, 70000, 0);
 	next unless defined $from && length($from) >= 11;
-	next if unpack('C', substr($from, 10, 1)) == 4;   # PACKET_OUTGOING: lo shows each frame twice
+	next if $ifindex == 1 && unpack('C', substr($from, 10, 1)) == 4;   # PACKET_OUTGOING: lo shows each frame twice
 	next if length($buf) < 54 || unpack('n', substr($buf, 12, 2)) != 0x0800;
 	my $ihl = (unpack('C', substr($buf, 14, 1)) & 15) * 4;
 	my $tot = unpack('n', substr($buf, 16, 2));
@@ -52,8 +61,10 @@ while (1) {
 	next if $p >= $end;
 	my $key = ($srv ? 's' : 'c') . $cport;
 	next if $done{$key};
-	$done{$key} = 1;
 	my $pl = substr($buf, $p, $end - $p);
+	my ($t0, $v0) = unpack('C C', $pl);
+	next unless $t0 >= 20 && $t0 <= 23 && $v0 == 3;   # not TLS (yet)
+	$done{$key} = 1;
 	my $at = 0;
 	while ($at + 5 <= length($pl)) {
 		my ($type, $len) = unpack('C x2 n', substr($pl, $at, 5));
@@ -110,6 +121,8 @@ sub hello {
 				$j += 4 + $kl;
 			}
 			$kv{groups} = join(',', @g);
+		} elsif ($ht == 1 && $et == 0 && $el >= 5) {   # server_name: list length, type 0, name length
+			$kv{sni} = '"' . substr($d, 5, unpack('n', substr($d, 3, 2))) . '"';
 		} elsif ($ht == 1 && $et == 41 && $el >= 2) {
 			my ($j, $il, @id) = (2, unpack('n', $d));
 			while ($j + 2 <= 2 + $il) {
@@ -130,7 +143,8 @@ sub hello {
 		$kv{$_} //= '' for qw(modes groups);
 		$kv{psk_ids} //= 0;
 		$kv{psk_id} //= '""';
-		print "CH cport=$cport suites=$kv{suites} modes=$kv{modes} groups=$kv{groups} psk_ids=$kv{psk_ids} psk_id=$kv{psk_id}\n";
+		$kv{sni} //= '""';
+		print "CH cport=$cport suites=$kv{suites} modes=$kv{modes} groups=$kv{groups} psk_ids=$kv{psk_ids} psk_id=$kv{psk_id} sni=$kv{sni}\n";
 	} else {
 		$kv{sel} //= '-';
 		print "SH cport=$cport hrr=$kv{hrr} suite=$kv{suite} key_share=$kv{key_share} psk=$kv{psk} sel=$kv{sel}\n";
