@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -636,5 +637,33 @@ func TestEMFILERealLimit(t *testing.T) {
 	}
 	if n := td.fk.OpenFDs(); n != 0 {
 		t.Errorf("%d handed-out fds still open", n)
+	}
+}
+
+// TestDispatchPanicGetsDone: a panic while dispatching a queued request
+// (here a peer budget whose channel was closed, so that acquire panics)
+// is logged with its stack, and the request, which no handshake owns
+// yet, still gets its DONE (EIO) and leaves the queue count.
+func TestDispatchPanicGetsDone(t *testing.T) {
+	k := &doneKernel{}
+	logs := &testtool.Buffer{}
+	d := &Daemon{Kernel: k, Log: slog.New(slog.NewTextHandler(logs, nil))}
+	fd := tcpFD(t)
+	d.queued = 1
+	broken := newSlots(1)
+	close(broken)
+	var wg sync.WaitGroup
+	d.dispatchOne(context.Background(), accepted{req: genl.Request{FD: fd, MessageType: genl.ServerHello, Auth: genl.PSK}, at: time.Now()},
+		broken, newSlots(1), nil, &wg)
+	wg.Wait()
+	dones := k.done()
+	if len(dones) != 1 || dones[0].FD != fd || dones[0].Status != syscall.EIO {
+		t.Fatalf("DONEs %+v, want one EIO for fd %d\n%s", dones, fd, logs)
+	}
+	if d.queued != 0 {
+		t.Errorf("queued %d after the DONE, want 0", d.queued)
+	}
+	if s := logs.String(); !strings.Contains(s, "panic recovered") || !strings.Contains(s, "dispatching a request") || !strings.Contains(s, "goroutine ") {
+		t.Errorf("no panic line with its stack:\n%s", s)
 	}
 }
