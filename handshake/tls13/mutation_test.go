@@ -374,3 +374,27 @@ func TestReadError(t *testing.T) {
 		t.Errorf("EOF inside a header: %v", err)
 	}
 }
+
+// TestErrorStrings: what the daemon's log lines say about alerts, groups
+// and a refused record_size_limit (operators read these; a mutant that
+// garbles them lived).
+func TestErrorStrings(t *testing.T) {
+	for _, tc := range []struct {
+		got, want string
+	}{
+		{(&AlertError{Alert: AlertDecodeError, Received: true}).Error(), "tls13: peer sent alert decode_error"},
+		{(&AlertError{Alert: AlertDecodeError, Err: errors.New("short binder")}).Error(), "tls13: short binder (sent alert decode_error)"},
+		{(&AlertError{Alert: AlertDecodeError}).Error(), "tls13: sent alert decode_error"},
+		{Group(0).String(), "none"},
+		{X25519.String(), "x25519"},
+		{Group(0x1234).String(), "Group(0x1234)"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+	err := (&Config{PSKs: []PSK{testPSK("id", crypto.SHA256)}, RecordSizeLimit: 63}).check(true)
+	if err == nil || !strings.Contains(err.Error(), "out of range 64..16385") {
+		t.Errorf("record_size_limit 63: %v, want the range 64..16385 named", err)
+	}
+}
