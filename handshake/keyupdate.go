@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -30,16 +32,20 @@ import (
 type KeyUpdates struct {
 	// Store keeps the sessions; every call is made on the key thread.
 	Store session.Store
-	// Socket returns the kTLS socket behind a request's fd; nil means
-	// the real one (rekey.KTLS). Tests model kTLS here.
-	Socket func(fd int) rekey.KeySocket
+	// Socket returns the kTLS socket behind a request's fd, whose
+	// records must be sent by deadline (the request's); nil means the
+	// real one (rekey.KTLS). Tests model kTLS here.
+	Socket func(fd int, deadline time.Time) rekey.KeySocket
 }
 
-func (k *KeyUpdates) socket(fd int) rekey.KeySocket {
+// socket is the request's kTLS socket; its records are sent by deadline
+// (the request's), so a peer that stopped reading cannot hold the update
+// (or the close_notify after a failed one) past it.
+func (k *KeyUpdates) socket(fd int, deadline time.Time) rekey.KeySocket {
 	if k.Socket != nil {
-		return k.Socket(fd)
+		return k.Socket(fd, deadline)
 	}
-	return rekey.KTLS{FD: fd}
+	return rekey.KTLS{FD: fd, Deadline: deadline}
 }
 
 // keyUpdatesOn reports whether sessions are kept: a store is configured
@@ -127,7 +133,9 @@ func opOf(t genl.KeyUpdateType) (rekey.Op, bool) {
 // stale. The statuses (docs/design.md): ECONNRESET the peer closed
 // (close_notify, or the TCP connection is gone), EPROTO the peer sent a
 // fatal alert, EOPNOTSUPP this kernel's kTLS cannot change keys,
-// ECONNABORTED anything else.
+// ETIMEDOUT the KeyUpdate found no room in the send buffer before the
+// request's deadline (a peer that stopped reading), ECONNABORTED
+// anything else.
 func (d *Daemon) keyUpdate(ctx context.Context, r *request, res *result) error {
 	r.peer = peerAddr(int(r.FD))
 	res.update = r.KeyUpdate.String()
@@ -154,7 +162,14 @@ func (d *Daemon) keyUpdate(ctx context.Context, r *request, res *result) error {
 	}
 	forget := func() { r.onKeyThread(func() { store.Delete(r.SessionID) }) }
 
-	sock := d.KeyUpdates.socket(int(r.FD))
+	// The update waits on the peer only for room to send; like a
+	// handshake it ends by the kernel's TIMEOUT (or the default) counted
+	// from ACCEPT, so that a peer that stopped reading cannot strand it.
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = config.DefaultHandshakeTimeout
+	}
+	sock := d.KeyUpdates.socket(int(r.FD), r.accepted.Add(timeout))
 	next, err := rekey.Step(sock, rekey.Keyed{Suite: st.Suite, TX: st.TX, RX: st.RX}, op)
 	if err != nil {
 		rekey.CloseNotify(sock)
@@ -201,6 +216,8 @@ func stepStatus(err error) syscall.Errno {
 		return syscall.EPROTO
 	case errors.Is(err, rekey.ErrUnsupported):
 		return syscall.EOPNOTSUPP
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return syscall.ETIMEDOUT
 	}
 	return syscall.ECONNABORTED
 }

@@ -32,10 +32,11 @@ type kmodel struct {
 	mu             sync.Mutex
 	f              *os.File // the consumer's end
 	tx, rx         *ktlstest.Direction
-	sent           int   // records the daemon sent
-	txSets, rxSets int   // keys the daemon set
-	failRX         error // SetRX fails with it
-	pendTyp        uint8 // a record peeked, not yet read
+	sent           int       // records the daemon sent
+	txSets, rxSets int       // keys the daemon set
+	failRX         error     // SetRX fails with it
+	deadline       time.Time // the update request's, for SendRecord
+	pendTyp        uint8     // a record peeked, not yet read
 	pend           []byte
 	pendOK         bool
 }
@@ -60,8 +61,9 @@ func (m *kmodel) SendRecord(typ uint8, data []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sent++
-	_, err := m.f.Write(m.tx.Seal(typ, data))
-	return err
+	// Sent as rekey.KTLS sends: waiting for room no later than the
+	// request's deadline (the cmsg is ignored without kTLS).
+	return ktls.SendRecordBy(int(m.f.Fd()), typ, m.tx.Seal(typ, data), m.deadline)
 }
 
 func (m *kmodel) SetTX(k ktls.Keys) error {
@@ -184,10 +186,16 @@ func (e *kuEnv) newDaemon(k Kernel) *Daemon {
 		Installer: e.inst,
 		Policy:    e.policy.Load,
 		Log:       slog.New(slog.NewTextHandler(e.logs, nil)),
-		KeyUpdates: &KeyUpdates{Store: e.store, Socket: func(fd int) rekey.KeySocket {
+		KeyUpdates: &KeyUpdates{Store: e.store, Socket: func(fd int, deadline time.Time) rekey.KeySocket {
 			e.mu.Lock()
 			defer e.mu.Unlock()
-			return e.models[inodeOf(fd)]
+			m := e.models[inodeOf(fd)]
+			if m != nil {
+				m.mu.Lock()
+				m.deadline = deadline
+				m.mu.Unlock()
+			}
+			return m
 		}},
 	}
 }
@@ -226,7 +234,13 @@ func (e *kuEnv) pair(t testing.TB, params [2]fakekernel.Params) (c, s *conn) {
 // update sends one KeyUpdate upcall for c and returns DONE.
 func (e *kuEnv) update(t testing.TB, c *conn, typ genl.KeyUpdateType, id uint32) fakekernel.Result {
 	t.Helper()
-	p, err := e.fk.SubmitKeyUpdate(int(c.f.Fd()), c.side, typ, id, fakekernel.Params{Auth: c.auth, Timeout: 10 * time.Second})
+	return e.updateWithin(t, c, typ, id, 10*time.Second)
+}
+
+// updateWithin is update with the kernel's TIMEOUT for the request.
+func (e *kuEnv) updateWithin(t testing.TB, c *conn, typ genl.KeyUpdateType, id uint32, timeout time.Duration) fakekernel.Result {
+	t.Helper()
+	p, err := e.fk.SubmitKeyUpdate(int(c.f.Fd()), c.side, typ, id, fakekernel.Params{Auth: c.auth, Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,6 +468,37 @@ func TestKeyUpdateFailures(t *testing.T) {
 		}
 		if typ, data := s.m.read(t); typ != 21 || !bytes.Equal(data, []byte{1, 0}) {
 			t.Errorf("peer read %d %x, want close_notify", typ, data)
+		}
+		if _, err := store.Get(c.id); !errors.Is(err, session.ErrNotFound) {
+			t.Errorf("a failed session is still kept: %v", err)
+		}
+	})
+	t.Run("peer stopped reading", func(t *testing.T) {
+		// The client's send buffer is full and the server's consumer
+		// reads nothing: the KeyUpdate (and the close_notify after it)
+		// find no room, and DONE comes by the request's deadline.
+		store := &session.Memory{}
+		e := newKUEnv(t, fakekernel.KeyUpdateV7(), "", store)
+		e.keys.add(7, nvmeID, key32(3))
+		e.start()
+		c, _ := e.pair(t, pskParams())
+		fd := int(c.f.Fd())
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096); err != nil {
+			t.Fatal(err)
+		}
+		for full := 0; full < 5; {
+			if _, err := unix.SendmsgN(fd, make([]byte, 4096), nil, nil, unix.MSG_DONTWAIT); err == unix.EAGAIN {
+				full++
+				time.Sleep(20 * time.Millisecond)
+			} else if err != nil {
+				t.Fatal(err)
+			} else {
+				full = 0
+			}
+		}
+		r := e.updateWithin(t, c, genl.KeyUpdateSend, c.id, 500*time.Millisecond)
+		if r.Status != syscall.ETIMEDOUT || r.SessionID != 0 {
+			t.Fatalf("DONE %+v, want ETIMEDOUT\n%s", r, e.logs)
 		}
 		if _, err := store.Get(c.id); !errors.Is(err, session.ErrNotFound) {
 			t.Errorf("a failed session is still kept: %v", err)

@@ -23,6 +23,7 @@ import (
 	"io"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
@@ -58,9 +59,17 @@ type Socket interface {
 }
 
 // KTLS is a kTLS socket by file descriptor.
-type KTLS struct{ FD int }
+type KTLS struct {
+	FD int
+	// Deadline, if set, bounds how long SendRecord waits for room in
+	// the send buffer (a peer that stopped reading): past it the send
+	// fails, wrapping os.ErrDeadlineExceeded.
+	Deadline time.Time
+}
 
-func (s KTLS) SendRecord(typ uint8, data []byte) error { return ktls.SendRecord(s.FD, typ, data) }
+func (s KTLS) SendRecord(typ uint8, data []byte) error {
+	return ktls.SendRecordBy(s.FD, typ, data, s.Deadline)
+}
 func (s KTLS) RecvRecord(buf []byte) (uint8, int, error) {
 	return ktls.RecvRecord(s.FD, buf)
 }

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -425,5 +427,74 @@ func TestSetKeysWithoutULP(t *testing.T) {
 		if !errors.As(err, &ie) || ie.Step != c.step || !errors.Is(err, unix.ENOPROTOOPT) {
 			t.Errorf("%s without the ULP = %v, want ENOPROTOOPT at %s", c.step, err, c.step)
 		}
+	}
+}
+
+// fillSendBuffer writes to the fd a (its peer not reading) until the
+// peer's receive buffer and a's send buffer are full: EAGAIN that lasts
+// while loopback has time to move what it can. It returns how much went in.
+func fillSendBuffer(t *testing.T, a int) int {
+	t.Helper()
+	if err := unix.SetsockoptInt(a, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 4096)
+	total, full := 0, 0
+	for full < 5 {
+		n, err := unix.SendmsgN(a, chunk, nil, nil, unix.MSG_DONTWAIT)
+		switch {
+		case err == unix.EAGAIN:
+			full++
+			time.Sleep(20 * time.Millisecond)
+		case err != nil:
+			t.Fatal(err)
+		default:
+			full = 0
+			total += n
+		}
+	}
+	return total
+}
+
+// TestSendRecordByDeadline: a peer that stopped reading, with the send
+// buffer full, holds a blocking socket's record only until the deadline
+// (an update request must get its DONE); once the peer reads, a record
+// without a deadline goes out whole after waiting for room.
+func TestSendRecordByDeadline(t *testing.T) {
+	a, b := tcpPair(t)
+	filled := fillSendBuffer(t, a)
+	err := SendRecordBy(a, 22, []byte{24, 0, 0, 1, 0}, time.Now().Add(100*time.Millisecond))
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("SendRecordBy to a peer that does not read = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if err := SendRecordBy(a, 22, []byte{24, 0, 0, 1, 0}, time.Now().Add(-time.Second)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("SendRecordBy past its deadline = %v, want os.ErrDeadlineExceeded", err)
+	}
+
+	// The peer drains; SendRecord (no deadline) waits for room, then sends.
+	drained := make(chan error, 1)
+	want := filled + 5
+	go func() {
+		buf := make([]byte, 65536)
+		got := 0
+		for got < want {
+			n, err := unix.Read(b, buf)
+			if err != nil || n == 0 {
+				drained <- fmt.Errorf("read after %d of %d bytes: %v", got, want, err)
+				return
+			}
+			if got+n == want && !bytes.Equal(buf[n-5:n], []byte{24, 0, 0, 1, 1}) {
+				drained <- fmt.Errorf("last bytes %x", buf[n-5:n])
+				return
+			}
+			got += n
+		}
+		drained <- nil
+	}()
+	if err := SendRecord(a, 22, []byte{24, 0, 0, 1, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-drained; err != nil {
+		t.Fatal(err)
 	}
 }

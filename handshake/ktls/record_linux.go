@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"time"
 	"unsafe"
 
 	"github.com/tlshd-go/tlshd-go/handshake/tlsrecord"
@@ -26,6 +28,16 @@ const (
 // A short write is completed by further records of the same type, which a
 // TLS peer reassembles; a blocking socket does not write short.
 func SendRecord(fd int, typ uint8, data []byte) error {
+	return SendRecordBy(fd, typ, data, time.Time{})
+}
+
+// SendRecordBy is SendRecord that waits for room in the send buffer no
+// later than deadline (the zero time: no limit), whether or not the
+// socket is non-blocking: a peer that stopped reading, with the send
+// buffer full, must not hold a request past its deadline. Past it the
+// error wraps os.ErrDeadlineExceeded; nothing of the record was sent if
+// the first attempt found no room.
+func SendRecordBy(fd int, typ uint8, data []byte, deadline time.Time) error {
 	if len(data) == 0 {
 		// sendmsg on a stream socket with control data but no payload
 		// would send a dummy byte (x/sys/unix).
@@ -33,7 +45,13 @@ func SendRecord(fd int, typ uint8, data []byte) error {
 	}
 	oob := recordTypeCmsg(typ)
 	for len(data) > 0 {
-		n, err := unix.SendmsgN(fd, data, oob, nil, 0)
+		n, err := unix.SendmsgN(fd, data, oob, nil, unix.MSG_DONTWAIT)
+		if err == unix.EAGAIN {
+			err = waitWritable(fd, deadline)
+			if err == nil {
+				continue
+			}
+		}
 		if err == unix.EINTR {
 			continue
 		}
@@ -43,6 +61,34 @@ func SendRecord(fd int, typ uint8, data []byte) error {
 		data = data[n:]
 	}
 	return nil
+}
+
+// waitWritable polls fd for room to write until deadline (zero: no
+// limit); os.ErrDeadlineExceeded once it has passed.
+func waitWritable(fd int, deadline time.Time) error {
+	for {
+		timeout := -1
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return os.ErrDeadlineExceeded
+			}
+			timeout = int((left + time.Millisecond - 1) / time.Millisecond)
+		}
+		pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		_, err := unix.Poll(pfd, timeout)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if pfd[0].Revents != 0 || deadline.IsZero() {
+			// Writable, or an error or hang-up that the next
+			// sendmsg reports.
+			return nil
+		}
+	}
 }
 
 // RecvRecord reads from one record on a kTLS socket into buf and returns
