@@ -398,3 +398,90 @@ func TestErrorStrings(t *testing.T) {
 		t.Errorf("record_size_limit 63: %v, want the range 64..16385 named", err)
 	}
 }
+
+// TestHostilePostHandshakeBounds: the edges of what the engine reads
+// after the handshake, each followed by the peer's close_notify so that
+// an engine that only waited for more (instead of acting on what it has)
+// ends with io.EOF rather than the alert.
+func TestHostilePostHandshakeBounds(t *testing.T) {
+	closeNotify := func(p *peer) { p.send(recordTypeAlert, []byte{1, 0}) }
+	then := func(steps ...func(p *peer)) func(p *peer) {
+		return func(p *peer) {
+			for _, s := range steps {
+				s(p)
+			}
+		}
+	}
+	nextKey := func(p *peer) {
+		p.send(recordTypeHandshake, marshalKeyUpdate(0))
+		p.out.setTrafficSecret(p.out.suite, NextTrafficSecret(p.out.suite, p.out.secret))
+	}
+	keyUpdates := func(n int) func(p *peer) {
+		return func(p *peer) {
+			for range n {
+				nextKey(p)
+			}
+		}
+	}
+	// An empty application data record carries no data: it does not
+	// reset the KeyUpdate count.
+	emptyData := func(p *peer) { p.send(recordTypeApplicationData, nil) }
+	sides := []struct {
+		name string
+		run  func(t *testing.T, after func(*peer), post func(*Conn) error) (error, engineAlert)
+	}{
+		{"server", func(t *testing.T, after func(*peer), post func(*Conn) error) (error, engineAlert) {
+			return hostileServer(t, nil, clientScript{after: after}, post)
+		}},
+		{"client", func(t *testing.T, after func(*peer), post func(*Conn) error) (error, engineAlert) {
+			return hostileClient(t, nil, serverScript{dhe: true, after: after}, post)
+		}},
+	}
+	for _, sd := range sides {
+		t.Run(sd.name, func(t *testing.T) {
+			t.Run("header only, too large", func(t *testing.T) {
+				err, a := sd.run(t, then(func(p *peer) {
+					p.send(recordTypeHandshake, []byte{typeNewSessionTicket, 0, 0x40, 1}) // 2^14+1
+				}, closeNotify), readAll)
+				wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+			})
+			t.Run("message with an empty body", func(t *testing.T) {
+				err, a := sd.run(t, then(func(p *peer) {
+					p.send(recordTypeHandshake, []byte{typeFinished, 0, 0, 0})
+				}, closeNotify), readAll)
+				wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+			})
+			t.Run("empty data does not reset the KeyUpdate count", func(t *testing.T) {
+				err, a := sd.run(t, then(keyUpdates(maxKeyUpdates), emptyData, nextKey, closeNotify), readAll)
+				wantOutcome(t, err, a, AlertUnexpectedMessage, false, syscall.EACCES)
+			})
+			t.Run("nothing is read after close_notify", func(t *testing.T) {
+				err, a := sd.run(t, then(closeNotify, func(p *peer) {
+					p.send(recordTypeApplicationData, []byte("after the end"))
+				}), func(c *Conn) error {
+					buf := make([]byte, 64)
+					for i := range 2 {
+						if n, err := c.Read(buf); err != io.EOF {
+							return fmt.Errorf("read %d after close_notify: %q, %v; want io.EOF", i+1, buf[:n], err)
+						}
+					}
+					return io.EOF
+				})
+				if err != io.EOF || a.ok {
+					t.Errorf("engine %v, peer saw %v", err, a)
+				}
+			})
+		})
+	}
+	// A client skips a NewSessionTicket of the largest size it buffers.
+	t.Run("client/ticket of the largest size", func(t *testing.T) {
+		err, a := hostileClient(t, nil, serverScript{dhe: true, after: then(func(p *peer) {
+			msg := append([]byte{typeNewSessionTicket, 0, 0x40, 0}, make([]byte, maxPostHandshakeMessage)...)
+			p.send(recordTypeHandshake, msg[:maxPlaintext])
+			p.send(recordTypeHandshake, msg[maxPlaintext:])
+		}, closeNotify)}, readAll)
+		if err != io.EOF || a.ok {
+			t.Errorf("engine %v, peer saw %v", err, a)
+		}
+	})
+}
