@@ -485,3 +485,30 @@ func TestHostilePostHandshakeBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestWriteResult: Write reports what it wrote, and a failed send is
+// returned, not counted, and sticky.
+func TestWriteResult(t *testing.T) {
+	psk := testPSK("write", crypto.SHA256)
+	r := mustHandshake(t, &Config{PSKs: []PSK{psk}}, &Config{GetPSK: keyring(psk)})
+	msg := bytes.Repeat([]byte("w"), 3*maxPlaintext/2) // two records
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.ReadFull(r.server, make([]byte, len(msg)))
+		done <- err
+	}()
+	if n, err := r.client.Write(msg); n != len(msg) || err != nil {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(msg))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	r.client.conn.Close()
+	n, err := r.client.Write([]byte("lost"))
+	if n != 0 || err == nil {
+		t.Fatalf("Write on a closed connection = %d, %v; want 0 and an error", n, err)
+	}
+	if _, err2 := r.client.Write([]byte("again")); err2 == nil || err2.Error() != err.Error() {
+		t.Errorf("second Write = %v, want the sticky %v", err2, err)
+	}
+}
