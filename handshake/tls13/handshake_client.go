@@ -318,10 +318,7 @@ func (hs *clientHandshakeState) processServerHello(sh *serverHello) error {
 	if err := c.checkKeyChange(); err != nil {
 		return err
 	}
-	if err := c.in.setTrafficSecret(hs.suite, serverSecret); err != nil {
-		return err
-	}
-	return nil
+	return c.in.setTrafficSecret(hs.suite, serverSecret)
 }
 
 func (hs *clientHandshakeState) readEncryptedExtensions() error {

@@ -224,9 +224,6 @@ func (hs *serverHandshakeState) tryPSK(psk *PSK, index int) error {
 		}
 		return alertf(AlertHandshakeFailure, "no common PSK mode (and group) for PSK %q", psk.Identity)
 	}
-	if hs.didHRR && mode == PSKModeDHE && group != hs.group {
-		return alertf(AlertIllegalParameter, "second ClientHello changed the key share group")
-	}
 	hs.psk, hs.pskIndex, hs.suite, hs.mode, hs.group, hs.share = psk, index, suite, mode, group, share
 	hs.suites, hs.groups, hs.modes = suites, groups, modes
 	if mode == PSKModeKE {
