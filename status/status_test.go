@@ -10,7 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"io"
+	"math"
 	"math/big"
 	"net"
 	"os"
@@ -122,8 +122,43 @@ func TestPrometheus(t *testing.T) {
 	}
 	// What node_exporter will parse.
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	if _, err := p.TextToMetricFamilies(strings.NewReader(out)); err != nil {
-		t.Errorf("not valid text format: %v\n%s", err, out)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(out))
+	if err != nil {
+		t.Fatalf("not valid text format: %v\n%s", err, out)
+	}
+	if f := fams["tlshd_go_handshake_duration_seconds"]; f == nil || f.GetType().String() != "SUMMARY" ||
+		f.Metric[0].GetSummary().GetSampleCount() != 102 || len(f.Metric[0].GetSummary().GetQuantile()) != 2 {
+		t.Errorf("duration summary %v", f)
+	}
+	if f := fams["tlshd_go_handshakes_total"]; f == nil || f.GetType().String() != "COUNTER" || len(f.Metric) != 2 {
+		t.Errorf("handshakes_total %v", f)
+	}
+}
+
+// TestPrometheusEscaping: label values with quotes, backslashes, line
+// feeds and bad UTF-8 (file names are the operator's) still parse and
+// come back as written.
+func TestPrometheusEscaping(t *testing.T) {
+	name := "/etc/tls/a \"b\"\\c\nd\xff.pem"
+	snap := &Snapshot{Certificates: []Certificate{{File: name, Error: "x"}}, Duration: Durations{P50Seconds: math.Inf(1)}}
+	var buf bytes.Buffer
+	if err := WritePrometheus(&buf, snap); err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, buf.Bytes())
+	}
+	f := fams["tlshd_go_certificate_read_error"]
+	if f == nil || f.Metric[0].Label[0].GetValue() != strings.ToValidUTF8(name, "\uFFFD") {
+		t.Errorf("label came back as %v", f)
+	}
+	if q := fams["tlshd_go_handshake_duration_seconds"].Metric[0].GetSummary().GetQuantile()[0].GetValue(); !math.IsInf(q, 1) {
+		t.Errorf("p50 came back as %v", q)
+	}
+	if _, ok := fams["tlshd_go_start_time_seconds"]; ok {
+		t.Error("a start time without one")
 	}
 }
 
@@ -190,8 +225,16 @@ func FuzzDecodeReply(f *testing.F) {
 			t.Fatal("nil snapshot without an error")
 		}
 		if err == nil {
-			// Whatever decodes renders in Prometheus' format.
-			WritePrometheus(io.Discard, snap)
+			// Whatever decodes renders in Prometheus' format, as
+			// Prometheus' own parser reads it.
+			var out bytes.Buffer
+			if err := WritePrometheus(&out, snap); err != nil {
+				t.Fatal(err)
+			}
+			p := expfmt.NewTextParser(model.UTF8Validation)
+			if _, err := p.TextToMetricFamilies(bytes.NewReader(out.Bytes())); err != nil {
+				t.Fatalf("not valid text format: %v\n%s", err, out.Bytes())
+			}
 		}
 	})
 }
