@@ -528,6 +528,14 @@ func TestPeerLimit(t *testing.T) {
 			t.Errorf("peerLimit(%d, %d, %d) = %d, want %d", tc.work, tc.queue, tc.nofile, got, tc.want)
 		}
 	}
+	// The limit the budget starts from is the process's soft limit.
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		t.Fatal(err)
+	}
+	if got := noFileLimit(); got != rl.Cur {
+		t.Errorf("noFileLimit() = %d, want the soft RLIMIT_NOFILE %d", got, rl.Cur)
+	}
 }
 
 // TestEMFILERealLimit lowers RLIMIT_NOFILE for real, in a child process
