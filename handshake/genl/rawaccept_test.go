@@ -73,6 +73,8 @@ func TestParseAcceptReply(t *testing.T) {
 		{"only a stale reply", errMsg(unix.EAGAIN, seq-1), false, Request{FD: -1}, nil},
 		{"ACK only", errMsg(0, seq), false, Request{FD: -1}, nil},
 		{"another family", acceptMsg(t, fam+1, seq, want), false, Request{FD: -1}, nil},
+		{"errno out of range", nlmsg(unix.NLMSG_ERROR, seq, cat(s32(-5000), make([]byte, unix.NLMSG_HDRLEN))), true, Request{FD: -1}, ErrBadReply},
+		{"negative errno", nlmsg(unix.NLMSG_ERROR, seq, cat(s32(7), make([]byte, unix.NLMSG_HDRLEN))), true, Request{FD: -1}, ErrBadReply},
 	}
 	for _, tt := range tests {
 		got, done, err := parseAcceptReply(tt.b, fam, seq, false)
@@ -94,6 +96,34 @@ func TestParseAcceptReply(t *testing.T) {
 	}
 	if _, done, err := parseAcceptReply([]byte{1, 2, 3}, fam, seq, false); !done || err == nil {
 		t.Errorf("truncated datagram: done %v, err %v; want done with an error", done, err)
+	}
+}
+
+// TestParseTruncatedReply: a datagram cut by MSG_TRUNC is ours (its
+// request is lost: done, ErrTruncated, and the SOCKFD if it arrived) only
+// if its header says so; anything else is skipped with FD -1.
+func TestParseTruncatedReply(t *testing.T) {
+	const fam, seq = 0x1c, 9
+	full := acceptMsg(t, fam, seq, Request{FD: 11, MessageType: ClientHello, Auth: PSK})
+	hdrOnly := func(typ uint16, s uint32) []byte { return nlmsg(typ, s, nil)[:unix.NLMSG_HDRLEN] }
+	for _, tc := range []struct {
+		name   string
+		b      []byte
+		done   bool
+		wantFD int32
+	}{
+		{"ours, SOCKFD arrived", full, true, 11},
+		{"ours, cut inside the genl header", full[:unix.NLMSG_HDRLEN+2], true, -1},
+		{"ours, header only", hdrOnly(fam, seq), true, -1},
+		{"our error message, cut", errMsg(unix.EPERM, seq)[:unix.NLMSG_HDRLEN+2], true, -1},
+		{"another exchange's, header only", hdrOnly(fam, seq+1), false, -1},
+		{"another type, ours by seq", hdrOnly(unix.NLMSG_DONE, seq), false, -1},
+		{"shorter than a header", full[:unix.NLMSG_HDRLEN-1], true, -1},
+	} {
+		r, done, err := parseTruncatedReply(tc.b, fam, seq)
+		if done != tc.done || r.FD != tc.wantFD || done != errors.Is(err, ErrTruncated) {
+			t.Errorf("%s: FD %d, done %v, err %v; want FD %d, done %v", tc.name, r.FD, done, err, tc.wantFD, tc.done)
+		}
 	}
 }
 
@@ -428,8 +458,21 @@ func TestRawAcceptEINTR(t *testing.T) {
 	t.Run("receive error", func(t *testing.T) {
 		c, _ := rawConn(t)
 		c.raw.recv = func(int, []byte, []byte, int) (int, int, int, syscall.Errno) { return 0, 0, 0, unix.ENOBUFS }
-		if _, err := c.Accept(); classOf(err) != "retry" || !errors.Is(err, unix.ENOBUFS) {
-			t.Errorf("Accept() = %v, want ErrRetry with ENOBUFS", err)
+		if r, err := c.Accept(); classOf(err) != "retry" || !errors.Is(err, unix.ENOBUFS) || r.FD != -1 {
+			t.Errorf("Accept() = FD %d, %v; want FD -1, ErrRetry with ENOBUFS", r.FD, err)
+		}
+	})
+	t.Run("receive error after EAGAIN", func(t *testing.T) {
+		// Nothing queued yet (EAGAIN), then the blocking receive fails.
+		c, _ := rawConn(t)
+		c.raw.recv = func(_ int, _, _ []byte, flags int) (int, int, int, syscall.Errno) {
+			if flags&unix.MSG_DONTWAIT != 0 {
+				return 0, 0, 0, unix.EAGAIN
+			}
+			return 0, 0, 0, unix.EIO
+		}
+		if r, err := c.Accept(); classOf(err) != "fatal" || !errors.Is(err, unix.EIO) || r.FD != -1 {
+			t.Errorf("Accept() = FD %d, %v; want FD -1, a fatal EIO", r.FD, err)
 		}
 	})
 }
