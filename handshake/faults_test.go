@@ -241,6 +241,36 @@ func TestDrain(t *testing.T) {
 	})
 }
 
+// TestDrainX509: an x509 handshake cut by the drain grace (crypto/tls
+// returns the context's error, not its cause) still reports the drain:
+// ETIMEDOUT, and its log line says the daemon is stopping.
+func TestDrainX509(t *testing.T) {
+	p := newPKI(t)
+	td := newTestDaemon(t, "[global]\nfirst_flight_timeout = \"8s\"\ndrain_timeout = \"300ms\"\nhandshake_timeout = \"9s\"\n"+p.policy("", ""))
+	td.start()
+	consumer, peer := socketPair(t)
+	t.Cleanup(func() { peer.Close() })
+	go io.Copy(io.Discard, peer) // reads our ClientHello, never answers
+	pend := td.fk.Submit(int(consumer.Fd()), fakekernel.Params{MessageType: genl.ClientHello, Auth: genl.Unauth, PeerName: "localhost", Timeout: 9 * time.Second})
+	waitStats(t, td.Daemon, func(s Stats) bool { return s.InFlight == 1 })
+	td.stop(t)
+	if r := wait(t, pend); r.Status != syscall.ETIMEDOUT {
+		t.Errorf("status %v, want ETIMEDOUT\n%s", r.Status, td.logs)
+	}
+	lines := 0
+	for _, l := range strings.Split(td.logs.String(), "\n") {
+		if strings.Contains(l, "msg=handshake") {
+			lines++
+			if !strings.Contains(l, "the daemon is stopping") {
+				t.Errorf("the handshake's line does not name the drain: %s", l)
+			}
+		}
+	}
+	if lines != 1 {
+		t.Errorf("%d handshake lines, want 1:\n%s", lines, td.logs)
+	}
+}
+
 func waitStats(t testing.TB, d *Daemon, ok func(Stats) bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

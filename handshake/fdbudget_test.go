@@ -14,18 +14,31 @@ func TestFDsNeeded(t *testing.T) {
 	if got := FDsNeeded(64); got != 5*64+66 {
 		t.Errorf("FDsNeeded(64) = %d", got)
 	}
-	for _, limit := range []uint64{0, 70, 71, 1024, 16384, 1 << 20} {
+	for _, limit := range []uint64{0, 63, 64, 65, 66, 69, 70, 71, 1024, 16384, 1 << 20} {
 		n := MaxConcurrentFor(limit)
 		if n > 0 && FDsNeeded(n) > limit || FDsNeeded(n+1) <= limit {
 			t.Errorf("MaxConcurrentFor(%d) = %d: needs %d, and %d needs %d", limit, n, FDsNeeded(n), n+1, FDsNeeded(n+1))
 		}
 	}
+	for limit, want := range map[uint64]int{0: 0, 63: 0, 65: 0, 66: 0, 70: 0, 71: 1, 75: 1, 76: 2} {
+		if got := MaxConcurrentFor(limit); got != want {
+			t.Errorf("MaxConcurrentFor(%d) = %d, want %d", limit, got, want)
+		}
+	}
 	if err := CheckFDLimit(64, 1024); err != nil {
 		t.Error(err)
 	}
+	if err := CheckFDLimit(64, FDsNeeded(64)); err != nil {
+		t.Errorf("a limit of exactly what 64 need: %v", err)
+	}
+	if err := CheckFDLimit(64, FDsNeeded(64)-1); err == nil {
+		t.Error("a limit one short of what 64 need was accepted")
+	}
 	err := CheckFDLimit(4096, 16384)
-	if err == nil || !strings.Contains(err.Error(), "needs 20546 file descriptors") || !strings.Contains(err.Error(), "at most 3263") {
-		t.Errorf("CheckFDLimit(4096, 16384) = %v", err)
+	for _, want := range []string{"needs 20546 file descriptors", "(5 per slot: 1 for a handshake in flight, 4 for the queue; 66 more)", "at most 3263", "at least 20546"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckFDLimit(4096, 16384) = %v, want it to say %q", err, want)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -657,4 +658,46 @@ func (e *kuEnv) benchUpdate(b *testing.B, c *conn, typ genl.KeyUpdateType) {
 		b.Fatalf("%v: DONE %+v", typ, r)
 	}
 	c.id = r.SessionID
+}
+
+// failingDelete is a Store whose Delete fails.
+type failingDelete struct{ session.Store }
+
+func (failingDelete) Delete(uint32) error { return errors.New("keyctl: Permission denied") }
+
+// TestKeyUpdateDeadlineAndOldState: the update's sends are bounded by the
+// kernel's TIMEOUT from ACCEPT, or by the default handshake timeout when
+// the request has none; a previous generation the store cannot destroy
+// does not fail the update, and the log says so.
+func TestKeyUpdateDeadlineAndOldState(t *testing.T) {
+	e := newKUEnv(t, fakekernel.KeyUpdateV7(), "", failingDelete{&session.Memory{}})
+	e.keys.add(7, nvmeID, key32(3))
+	e.start()
+	c, s := e.pair(t, pskParams())
+	// Each side sends one update (a second send would need the peer's
+	// received update first).
+	for _, tc := range []struct {
+		from, to      *conn
+		timeout, want time.Duration
+	}{
+		{c, s, 0, config.DefaultHandshakeTimeout},
+		{s, c, 2 * time.Second, 2 * time.Second},
+	} {
+		before := time.Now()
+		r := e.updateWithin(t, tc.from, genl.KeyUpdateSend, tc.from.id, tc.timeout)
+		if r.Status != 0 {
+			t.Fatalf("TIMEOUT %v: DONE %+v\n%s", tc.timeout, r, e.logs)
+		}
+		tc.from.id = r.SessionID
+		expectKeyUpdate(t, tc.to)
+		tc.from.m.mu.Lock()
+		got := tc.from.m.deadline.Sub(before)
+		tc.from.m.mu.Unlock()
+		if got < tc.want-time.Second || got > tc.want+time.Second {
+			t.Errorf("TIMEOUT %v: the sends' deadline is %v after the submit, want about %v", tc.timeout, got, tc.want)
+		}
+	}
+	if n := strings.Count(e.logs.String(), "destroying the previous generation's state"); n != 2 {
+		t.Errorf("%d warnings about the old state, want 2:\n%s", n, e.logs)
+	}
 }
