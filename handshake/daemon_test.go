@@ -36,6 +36,9 @@ type memKeyring struct {
 	keys  map[int32]memKey
 	rings map[string]int32
 	fail  error // SearchPSK fails with it
+	// attachFail: Attach fails with it, after attaching what it can,
+	// as keyctl_link does for one keyring it may not link.
+	attachFail error
 	// panicOn: ReadPSK panics for this serial, as a broken keyring
 	// implementation on the key thread would.
 	panicOn int32
@@ -77,7 +80,7 @@ func (k *memKeyring) Attach(rings []config.Keyring, request int32) ([]int32, fun
 	if request != 0 {
 		out = append(out, request)
 	}
-	return out, func() {}, nil
+	return out, func() {}, k.attachFail
 }
 
 func (k *memKeyring) ReadPSK(serial int32) (string, []byte, error) {

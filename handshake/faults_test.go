@@ -3,6 +3,7 @@ package handshake
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -268,6 +269,25 @@ func TestDrainX509(t *testing.T) {
 	}
 	if lines != 1 {
 		t.Errorf("%d handshake lines, want 1:\n%s", lines, td.logs)
+	}
+}
+
+// TestAttachFailureLogged: a keyring that cannot be linked is logged and
+// does not fail the request; the credentials step finds the key or not.
+func TestAttachFailureLogged(t *testing.T) {
+	td := newTestDaemon(t, "")
+	td.keys.add(1, nvmeID, key32(1))
+	td.keys.attachFail = errors.New("keyctl_link .nfs: permission denied")
+	td.start()
+	consumer, peer := socketPair(t)
+	p := td.fk.Submit(int(consumer.Fd()), fakekernel.Params{MessageType: genl.ServerHello, Auth: genl.PSK, Timeout: 9 * time.Second})
+	go peerClient(nvmeID, key32(1))(t, peer)
+	if r := wait(t, p); r.Status != 0 {
+		t.Errorf("status %v, want 0\n%s", r.Status, td.logs)
+	}
+	td.stop(t)
+	if s := td.logs.String(); !strings.Contains(s, "linking keyrings") || !strings.Contains(s, "permission denied") {
+		t.Errorf("no warning about the keyring:\n%s", s)
 	}
 }
 
