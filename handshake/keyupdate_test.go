@@ -450,16 +450,24 @@ func TestKeyUpdateRefusals(t *testing.T) {
 	}
 }
 
+// newKUPair is a started daemon on a v7 kernel keeping sessions in store,
+// and one PSK connection through it (client and server ends).
+func newKUPair(t *testing.T, store session.Store) (e *kuEnv, c, s *conn) {
+	t.Helper()
+	e = newKUEnv(t, fakekernel.KeyUpdateV7(), "", store)
+	e.keys.add(7, nvmeID, key32(3))
+	e.start()
+	c, s = e.pair(t, pskParams())
+	return e, c, s
+}
+
 // TestKeyUpdateFailures: a failure after the session was found ends the
 // TLS session with close_notify and forgets it; the peer's close_notify
 // and alerts during an update have statuses of their own.
 func TestKeyUpdateFailures(t *testing.T) {
 	t.Run("RX refused", func(t *testing.T) {
 		store := &session.Memory{}
-		e := newKUEnv(t, fakekernel.KeyUpdateV7(), "", store)
-		e.keys.add(7, nvmeID, key32(3))
-		e.start()
-		c, s := e.pair(t, pskParams())
+		e, c, s := newKUPair(t, store)
 		e.mustUpdate(t, s, genl.KeyUpdateSend)
 		expectKeyUpdate(t, c)
 		c.m.failRX = syscall.EBUSY // a kernel without kTLS rekey
@@ -479,10 +487,7 @@ func TestKeyUpdateFailures(t *testing.T) {
 		// reads nothing: the KeyUpdate (and the close_notify after it)
 		// find no room, and DONE comes by the request's deadline.
 		store := &session.Memory{}
-		e := newKUEnv(t, fakekernel.KeyUpdateV7(), "", store)
-		e.keys.add(7, nvmeID, key32(3))
-		e.start()
-		c, _ := e.pair(t, pskParams())
+		e, c, _ := newKUPair(t, store)
 		fd := int(c.f.Fd())
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 4096); err != nil {
 			t.Fatal(err)
@@ -515,10 +520,7 @@ func TestKeyUpdateFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &session.Memory{}
-			e := newKUEnv(t, fakekernel.KeyUpdateV7(), "", store)
-			e.keys.add(7, nvmeID, key32(3))
-			e.start()
-			c, s := e.pair(t, pskParams())
+			e, c, s := newKUPair(t, store)
 			// The server updates and asks; then its consumer ends the
 			// connection before the client's update is served.
 			e.mustUpdate(t, s, genl.KeyUpdateSend)
@@ -670,10 +672,7 @@ func (failingDelete) Delete(uint32) error { return errors.New("keyctl: Permissio
 // the request has none; a previous generation the store cannot destroy
 // does not fail the update, and the log says so.
 func TestKeyUpdateDeadlineAndOldState(t *testing.T) {
-	e := newKUEnv(t, fakekernel.KeyUpdateV7(), "", failingDelete{&session.Memory{}})
-	e.keys.add(7, nvmeID, key32(3))
-	e.start()
-	c, s := e.pair(t, pskParams())
+	e, c, s := newKUPair(t, failingDelete{&session.Memory{}})
 	// Each side sends one update (a second send would need the peer's
 	// received update first).
 	for _, tc := range []struct {

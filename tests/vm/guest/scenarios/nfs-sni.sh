@@ -200,6 +200,16 @@ nfs_io() {   # mountpoint -> IO
 	rm -f "$1/data"
 	IO=ok
 }
+# After a mount (MRC): its I/O compared and the unmount, or the failure.
+io_umount() {   # key mountpoint failure-word
+	if ((MRC != 0)); then
+		OK=0 OUT+=" $3:$MRC"
+		return
+	fi
+	nfs_io "$2" || { OK=0; OUT+=" io:$IO"; }
+	result "$1_io" "$IO"
+	timeout 30 umount "$2" || { umount -f -l "$2"; OK=0; OUT+=" umount"; }
+}
 mount_nfs() {   # spec mountpoint -> MRC MSECS MERR
 	local t0=${EPOCHREALTIME/./}
 	nsenter "--net=/run/netns/$CLI_NS" timeout "$NFS_MOUNT_TIMEOUT" mount -t nfs4 -o vers=4.2,retry=0,xprtsec=tls \
@@ -259,12 +269,8 @@ case_rdns() {
 	if ((MRC == 0)); then
 		ktls_now "$CLI_NS"; result rdns_ktls_client "$KT"; ((KT >= 2)) || { OK=0; OUT+=" no-ktls-client"; }
 		ktls_now "$SRV_NS"; result rdns_ktls_server "$KT"; ((KT >= 2)) || { OK=0; OUT+=" no-ktls-server"; }
-		nfs_io "$MNT" || { OK=0; OUT+=" io:$IO"; }
-		result rdns_io "$IO"
-		timeout 30 umount "$MNT" || { umount -f -l "$MNT"; OK=0; OUT+=" umount"; }
-	else
-		OK=0 OUT+=" mount-rc:$MRC"
 	fi
+	io_umount rdns "$MNT" mount-rc
 	trace_save "/tmp/nfs/trace-$K"
 	client_hs
 	((CH_OK >= 1 && CH_FAILED == 0)) || { OK=0; OUT+=" client-handshakes"; }
@@ -300,13 +306,7 @@ case_stall() {
 	result stall_named_rc "$MRC"
 	result stall_named_seconds "$MSECS"
 	say "stall: mount nfs-named.test:/srv/tls rc $MRC after $MSECS s${MERR:+: $MERR}"
-	if ((MRC == 0)); then
-		nfs_io "$MNT2" || { OK=0; OUT+=" io:$IO"; }
-		result stall_named_io "$IO"
-		timeout 30 umount "$MNT2" || { umount -f -l "$MNT2"; OK=0; OUT+=" umount"; }
-	else
-		OK=0 OUT+=" named-mount-rc:$MRC"
-	fi
+	io_umount stall_named "$MNT2" named-mount-rc
 	wait "$bg"
 	MRC=$?
 	result stall_rc "$MRC"
