@@ -4,37 +4,20 @@ import (
 	"bytes"
 	"encoding/hex"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/tlshd-go/tlshd-go/handshake/genl"
 	"github.com/tlshd-go/tlshd-go/handshake/genl/fakekernel"
 	"github.com/tlshd-go/tlshd-go/handshake/ktls"
 	"github.com/tlshd-go/tlshd-go/handshake/tls13"
+	"github.com/tlshd-go/tlshd-go/internal/testtool"
 	"github.com/tlshd-go/tlshd-go/rekey"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // checkKeyLog: both sides of a connection served by the daemon logged
 // the same four lines per handshake, whose traffic secrets are the keys
 // given to kTLS, and every handshake line says keylog=true.
-func checkKeyLog(t *testing.T, td *testDaemon, kl *syncBuffer, fd int) {
+func checkKeyLog(t *testing.T, td *testDaemon, kl *testtool.Buffer, fd int) {
 	t.Helper()
 	td.stop(t)
 	lines := strings.Split(strings.TrimSpace(kl.String()), "\n")
@@ -73,7 +56,7 @@ func checkKeyLog(t *testing.T, td *testDaemon, kl *syncBuffer, fd int) {
 func TestKeyLogBothPaths(t *testing.T) {
 	t.Run("psk", func(t *testing.T) {
 		td := newTestDaemon(t, "")
-		kl := &syncBuffer{}
+		kl := &testtool.Buffer{}
 		td.KeyLog = kl
 		td.keys.add(7, nvmeID, key32(3))
 		host, tgt := consumerPair(t)
@@ -88,7 +71,7 @@ func TestKeyLogBothPaths(t *testing.T) {
 	t.Run("x509", func(t *testing.T) {
 		p := newPKI(t)
 		td := newTestDaemon(t, p.policy("", ""))
-		kl := &syncBuffer{}
+		kl := &testtool.Buffer{}
 		td.KeyLog = kl
 		td.start()
 		_, _, fc, _ := x509Pair(t, td,

@@ -518,12 +518,7 @@ func (v *vmDriver) opensslPeer(t *testing.T, mode string) (*testing.T, *kconn, v
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := raw.(*net.TCPConn).File()
-		raw.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
+		f := fileOf(t, raw)
 		c = v.first(t, f, genl.ClientHello, nil)
 	} else {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -536,12 +531,7 @@ func (v *vmDriver) opensslPeer(t *testing.T, mode string) (*testing.T, *kconn, v
 		if err != nil {
 			t.Fatal(err)
 		}
-		f, err := raw.(*net.TCPConn).File()
-		raw.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
+		f := fileOf(t, raw)
 		c = v.first(t, f, genl.ServerHello, nil)
 	}
 	return t, c, op
@@ -625,4 +615,17 @@ func (o *opensslProc) keyUpdate(t *testing.T, requested bool) {
 		cmd = "K\n"
 	}
 	o.send(t, []byte(cmd))
+}
+
+// fileOf hands a connection's socket over as a file (the consumer's end a
+// test submits), closing the net.Conn; the file is closed at cleanup.
+func fileOf(t *testing.T, c net.Conn) *os.File {
+	t.Helper()
+	f, err := c.(*net.TCPConn).File()
+	c.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
 }

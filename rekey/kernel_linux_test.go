@@ -2,6 +2,7 @@ package rekey
 
 import (
 	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -26,6 +27,29 @@ func tlsStat(t *testing.T) map[string]int {
 	return m
 }
 
+// kernelPair is handshakePair with the kernel's kTLS installed on both
+// ends: the client's and the server's fds (closed at cleanup) and their
+// sessions.
+func kernelPair(t *testing.T, suite tls13.CipherSuite) (a, b int, cs, ss *tls13.Session) {
+	t.Helper()
+	cc, sc, cs, ss := handshakePair(t, suite)
+	var fds [2]int
+	for i, c := range []*net.TCPConn{cc, sc} {
+		f, err := c.File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fds[i] = int(f.Fd())
+	}
+	for i, s := range []*tls13.Session{cs, ss} {
+		if err := ktls.Install(fds[i], keysAt(s.Suite, s.TX), keysAt(s.Suite, s.RX), ktls.Options{}); err != nil {
+			t.Fatalf("installing kTLS: %v", err)
+		}
+	}
+	return fds[0], fds[1], cs, ss
+}
+
 // TestRekeyKernel runs KeyUpdates through the kernel's own kTLS: the VM
 // end-to-end run executes it on Debian's 6.12 (which must refuse, EBUSY)
 // and 7.x kernels (which must rotate, counted in tls_stat).
@@ -35,26 +59,8 @@ func TestRekeyKernel(t *testing.T) {
 	}
 	for _, suite := range tls13.DefaultCipherSuites {
 		t.Run(suite.String(), func(t *testing.T) {
-			cc, sc, cs, ss := handshakePair(t, suite)
-			fa, err := cc.File()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fa.Close()
-			fb, err := sc.File()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fb.Close()
-			for _, x := range []struct {
-				fd int
-				s  *tls13.Session
-			}{{int(fa.Fd()), cs}, {int(fb.Fd()), ss}} {
-				if err := ktls.Install(x.fd, keysAt(x.s.Suite, x.s.TX), keysAt(x.s.Suite, x.s.RX), ktls.Options{}); err != nil {
-					t.Fatalf("installing kTLS: %v", err)
-				}
-			}
-			a, b := New(KTLS{FD: int(fa.Fd())}, cs), New(KTLS{FD: int(fb.Fd())}, ss)
+			fa, fb, cs, ss := kernelPair(t, suite)
+			a, b := New(KTLS{FD: fa}, cs), New(KTLS{FD: fb}, ss)
 			before := tlsStat(t)
 			if _, ok := before["TlsTxRekeyOk"]; !ok {
 				// No rekey counters: a kernel before 6.14.

@@ -22,28 +22,10 @@ func TestStepKernel(t *testing.T) {
 		t.Skip("no kTLS on this kernel (the tls module is not loaded); tests/vm runs this test on real kernels")
 	}
 	suite := tls13.TLS_AES_256_GCM_SHA384
-	cc, sc, cs, ss := handshakePair(t, suite)
-	fa, err := cc.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fa.Close()
-	fb, err := sc.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fb.Close()
-	for _, x := range []struct {
-		fd int
-		s  *tls13.Session
-	}{{int(fa.Fd()), cs}, {int(fb.Fd()), ss}} {
-		if err := ktls.Install(x.fd, keysAt(x.s.Suite, x.s.TX), keysAt(x.s.Suite, x.s.RX), ktls.Options{}); err != nil {
-			t.Fatalf("installing kTLS: %v", err)
-		}
-	}
-	sock := KTLS{FD: int(fa.Fd())}
+	fa, fb, cs, ss := kernelPair(t, suite)
+	sock := KTLS{FD: fa}
 	keys := Keyed{Suite: suite, TX: cs.TX.Secret, RX: cs.RX.Secret}
-	peer := New(KTLS{FD: int(fb.Fd())}, ss)
+	peer := New(KTLS{FD: fb}, ss)
 	before := tlsStat(t)
 	if _, ok := before["TlsTxRekeyOk"]; !ok {
 		if _, err := Step(sock, keys, OpSend); !errors.Is(err, ErrUnsupported) {
@@ -75,18 +57,18 @@ func TestStepKernel(t *testing.T) {
 		if _, err := peer.Write([]byte(msg)); err != nil {
 			t.Fatal(err)
 		}
-		typ, n, err := ktls.RecvRecord(int(fa.Fd()), buf)
+		typ, n, err := ktls.RecvRecord(fa, buf)
 		if err != nil || typ != recordData || string(buf[:n]) != msg {
 			t.Fatalf("consumer read %d %q %v, want %q", typ, buf[:n], err, msg)
 		}
 	}
 	keyUpdate := func() {
 		t.Helper()
-		typ, n, err := ktls.RecvRecord(int(fa.Fd()), buf)
+		typ, n, err := ktls.RecvRecord(fa, buf)
 		if err != nil || typ != recordHandshake || n != 5 || buf[0] != msgKeyUpdate {
 			t.Fatalf("consumer read %d %x %v, want a KeyUpdate", typ, buf[:n], err)
 		}
-		if _, _, err := ktls.RecvRecord(int(fa.Fd()), buf); !errors.Is(err, syscall.EKEYEXPIRED) {
+		if _, _, err := ktls.RecvRecord(fa, buf); !errors.Is(err, syscall.EKEYEXPIRED) {
 			t.Fatalf("read after KeyUpdate: %v, want EKEYEXPIRED", err)
 		}
 	}
