@@ -26,7 +26,10 @@ const (
 // record of its own.
 //
 // A short write is completed by further records of the same type, which a
-// TLS peer reassembles; a blocking socket does not write short.
+// TLS peer reassembles. The send is MSG_DONTWAIT with a poll for room
+// (SendRecordBy), but kTLS reserves a record's buffer before it copies,
+// so the small records sent here (KeyUpdate, alerts) go out whole or not
+// at all.
 func SendRecord(fd int, typ uint8, data []byte) error {
 	return SendRecordBy(fd, typ, data, time.Time{})
 }
